@@ -1,0 +1,197 @@
+"""`EmbeddedChatCompletionClient`: the embedded engine as an AutoGen `ChatCompletionClient`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncGenerator, Mapping, Sequence
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    ChatCompletionTokenLogprob,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelFamily,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+
+from ..errors import BackendError
+from ._engine import Completion, Engine, SamplingParams
+from ._spec import DEFAULT_MODEL
+
+SAMPLING_ARGS = ("temperature", "top_p", "max_tokens", "stop", "seed")
+
+
+class SparringCreateResult(CreateResult):
+    """A `CreateResult` that also carries the completion's token ids (``logprobs`` holds their logprobs)."""
+
+    token_ids: list[int] | None = None
+
+
+class EmbeddedChatCompletionClient(ChatCompletionClient):
+    """Chat with an in-process transformers model; concurrent calls share one batched engine.
+
+    Args:
+        model (`str`, defaults to ``"hf:smollm2-135m"``): an ``hf:`` model spec.
+        temperature (`float`, defaults to 0.7), top_p (`float`, defaults to 1.0),
+        max_tokens (`int`, defaults to 256), stop (`list[str] | None`), seed (`int | None`):
+            default sampling settings; ``extra_create_args`` of one call override them.
+        engine (`Engine | None`): an engine to use instead of the shared one for ``model``.
+
+    Example:
+        ```python
+        import asyncio
+        from autogen_agentchat.agents import AssistantAgent
+        from sparring.agents import EmbeddedChatCompletionClient
+
+        async def main():
+            client = EmbeddedChatCompletionClient("hf:smollm2-135m", max_tokens=32)
+            agent = AssistantAgent("assistant", model_client=client)
+            result = await agent.run(task="Name a colour.")
+            print(result.messages[-1].content)
+
+        asyncio.run(main())
+        ```
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_tokens: int = 256,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        engine: Engine | None = None,
+    ):
+        if engine is None:
+            from ._loading import get_engine
+
+            engine = get_engine(model)
+        self.engine = engine
+        self.spec = engine.name
+        self._defaults = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
+                          "stop": tuple(stop or ()), "seed": seed}
+        SamplingParams(**self._defaults)  # fail early on a bad setting
+        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    def _params(self, extra: Mapping[str, Any]) -> SamplingParams:
+        unknown = set(extra) - set(SAMPLING_ARGS)
+        if unknown:
+            raise BackendError(f"unsupported create args {sorted(unknown)}: the embedded engine takes {', '.join(SAMPLING_ARGS)}")
+        settings = {**self._defaults, **extra}
+        if isinstance(settings["stop"], str):
+            settings["stop"] = (settings["stop"],)
+        settings["stop"] = tuple(settings["stop"] or ())
+        return SamplingParams(**settings)
+
+    def _check_request(self, tools, json_output) -> None:
+        if tools:
+            raise BackendError(f"{self.spec} does not support tool calls; give the agent no tools")
+        if json_output:
+            raise BackendError(f"{self.spec} does not support JSON or structured output")
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence = [],
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> SparringCreateResult:
+        """Generate one reply to ``messages``."""
+        self._check_request(tools, json_output)
+        completion = await self._generate(messages, self._params(extra_create_args), cancellation_token)
+        return self._result(completion)
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence = [],
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+        include_usage: bool | None = None,
+    ) -> AsyncGenerator[str | SparringCreateResult, None]:
+        """Yield the reply's text in pieces as it is generated, then the full `SparringCreateResult`."""
+        self._check_request(tools, json_output)
+        prompt_ids = self.engine.encode_chat(to_chat_messages(messages))
+        async for item in self.engine.stream(prompt_ids, self._params(extra_create_args)):
+            if cancellation_token is not None and cancellation_token.is_cancelled():
+                raise asyncio.CancelledError()
+            yield item if isinstance(item, str) else self._result(item)
+
+    async def _generate(self, messages, params, cancellation_token) -> Completion:
+        prompt_ids = self.engine.encode_chat(to_chat_messages(messages))
+        future = asyncio.ensure_future(self.engine.generate(prompt_ids, params))
+        if cancellation_token is not None:
+            cancellation_token.link_future(future)
+        return await future
+
+    def _result(self, completion: Completion) -> SparringCreateResult:
+        usage = RequestUsage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+        self._last = usage
+        self._total = RequestUsage(
+            prompt_tokens=self._total.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self._total.completion_tokens + usage.completion_tokens,
+        )
+        tokens = self.engine.tokenizer.convert_ids_to_tokens(completion.token_ids)
+        return SparringCreateResult(
+            finish_reason=completion.finish_reason,
+            content=completion.text,
+            usage=usage,
+            cached=False,
+            logprobs=[ChatCompletionTokenLogprob(token=t, logprob=lp) for t, lp in zip(tokens, completion.logprobs)],
+            token_ids=completion.token_ids,
+        )
+
+    def actual_usage(self) -> RequestUsage:
+        return self._last
+
+    def total_usage(self) -> RequestUsage:
+        return self._total
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
+        return len(self.engine.encode_chat(to_chat_messages(messages)))
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
+        return self.engine.max_positions - self.count_tokens(messages)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return self.model_info  # type: ignore[return-value]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(vision=False, function_calling=False, json_output=False, family=ModelFamily.UNKNOWN,
+                         structured_output=False, multiple_system_messages=True)
+
+    async def close(self) -> None:
+        """Nothing to release: the engine is shared and lives as long as the process."""
+
+
+def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict]:
+    """AutoGen messages as ``{"role", "content"}`` dicts for a chat template."""
+    chat = []
+    for message in messages:
+        if isinstance(message, SystemMessage):
+            chat.append({"role": "system", "content": message.content})
+        elif isinstance(message, UserMessage) and isinstance(message.content, str):
+            chat.append({"role": "user", "content": message.content})
+        elif isinstance(message, AssistantMessage) and isinstance(message.content, str):
+            chat.append({"role": "assistant", "content": message.content})
+        else:
+            raise BackendError(f"the embedded engine takes text messages only, not {type(message).__name__} with "
+                               f"{type(getattr(message, 'content', None)).__name__} content")
+    return chat

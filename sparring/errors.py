@@ -1,0 +1,19 @@
+"""Errors raised by sparring. Each one says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class SparringError(Exception):
+    """Base class of every error sparring raises on purpose; the CLI prints it on one line."""
+
+
+class BackendError(SparringError):
+    """A model spec, a model file or a model server could not be used."""
+
+
+class ProtocolError(SparringError):
+    """A protocol file is invalid; the message names the file, the line and the field."""
+
+
+class JudgeError(SparringError):
+    """A judge rule or verdict could not be evaluated."""

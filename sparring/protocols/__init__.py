@@ -1,0 +1,1 @@
+"""Declarative protocols: YAML games and discussions compiled into AutoGen teams."""

@@ -1,0 +1,1 @@
+"""Training from transcripts: datasets for imitation, SPAG and SAIE, trained with TRL."""

@@ -1,0 +1,28 @@
+"""Every command's --help works, and the model list shows the embedded default."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from sparring.cli import app
+
+
+@pytest.mark.parametrize("command", [[], ["models"], ["chat"], ["serve"]])
+def test_help(command):
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_models_lists_the_default_as_available():
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    row = next(line for line in result.output.splitlines() if "hf:smollm2-135m" in line)
+    assert "yes" in row
+
+
+def test_chat_prints_a_reply():
+    result = CliRunner().invoke(app, ["chat", "--temperature", "0", "--max-tokens", "12", "What is 2+2?"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip()

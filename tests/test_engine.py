@@ -1,0 +1,80 @@
+"""The embedded engine on the real SmolLM2 model: batching without cross-talk, ids, logprobs, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from sparring.agents import Engine, SamplingParams
+
+TOPICS = ["rain", "a lighthouse", "prime numbers", "the sky at night", "a market in Madrid",
+          "a famous painter", "bees", "a lost cat", "a chess opening", "spiders"]
+QUESTIONS = [f"Write a short paragraph about {topic}." for topic in TOPICS]
+
+
+def _prompt(engine: Engine, text: str) -> list[int]:
+    return engine.encode_chat([{"role": "user", "content": text}])
+
+
+async def test_concurrent_greedy_requests_equal_requests_run_alone(engine_fp32):
+    greedy = SamplingParams(temperature=0, max_tokens=16)
+    prompts = [_prompt(engine_fp32, q) for q in QUESTIONS]
+    alone = [await engine_fp32.generate(p, greedy) for p in prompts]
+    together = await asyncio.gather(*(engine_fp32.generate(p, greedy) for p in prompts))
+    assert len(together) >= 8
+    for single, batched in zip(alone, together):
+        assert len(single.token_ids) >= 10
+        assert batched.token_ids[:10] == single.token_ids[:10]
+        assert batched.token_ids == single.token_ids  # float32: the whole reply matches
+
+
+async def test_staggered_arrivals_join_a_running_batch(engine_fp32):
+    greedy = SamplingParams(temperature=0, max_tokens=12)
+    prompts = [_prompt(engine_fp32, q) for q in QUESTIONS[:6]]
+    alone = [await engine_fp32.generate(p, greedy) for p in prompts]
+
+    async def late(i, prompt):
+        await asyncio.sleep(0.05 * i)  # arrive while earlier requests are mid-generation
+        return await engine_fp32.generate(prompt, greedy)
+
+    together = await asyncio.gather(*(late(i, p) for i, p in enumerate(prompts)))
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+
+
+async def test_token_ids_decode_to_text_and_logprobs_are_valid(engine):
+    result = await engine.generate(_prompt(engine, QUESTIONS[3]), SamplingParams(temperature=0.8, max_tokens=24, seed=3))
+    assert result.token_ids and result.text
+    assert engine.tokenizer.decode(result.token_ids, skip_special_tokens=True) == result.text
+    assert len(result.logprobs) == len(result.token_ids)
+    assert all(math.isfinite(lp) and lp <= 0 for lp in result.logprobs)
+    assert result.prompt_tokens == len(_prompt(engine, QUESTIONS[3]))
+
+
+async def test_seed_makes_sampling_reproducible(engine):
+    params = SamplingParams(temperature=1.0, max_tokens=12, seed=7)
+    prompt = _prompt(engine, QUESTIONS[1])
+    first, second = await engine.generate(prompt, params), await engine.generate(prompt, params)
+    assert first.token_ids == second.token_ids
+
+
+async def test_max_tokens_and_stop_strings(engine):
+    prompt = _prompt(engine, "Count from 1 to 20, separated by commas.")
+    capped = await engine.generate(prompt, SamplingParams(temperature=0, max_tokens=5))
+    assert capped.finish_reason == "length" and len(capped.token_ids) == 5
+    full = await engine.generate(prompt, SamplingParams(temperature=0, max_tokens=40))
+    assert "5" in full.text
+    stopped = await engine.generate(prompt, SamplingParams(temperature=0, max_tokens=40, stop=("5",)))
+    assert stopped.finish_reason == "stop" and "5" not in stopped.text
+    assert full.text.startswith(stopped.text)
+    assert engine.tokenizer.decode(stopped.token_ids, skip_special_tokens=True) == stopped.text
+
+
+async def test_stream_pieces_add_up_to_the_reply(engine):
+    pieces, final = [], None
+    async for item in engine.stream(_prompt(engine, QUESTIONS[8]), SamplingParams(temperature=0, max_tokens=20)):
+        if isinstance(item, str):
+            pieces.append(item)
+        else:
+            final = item
+    assert final is not None and len(pieces) > 1
+    assert "".join(pieces) == final.text
