@@ -73,7 +73,7 @@ async def staggered_engine(engine: Engine, prompts, max_tokens, stagger_s) -> tu
 
     async def one(i, messages):
         await asyncio.sleep(i * stagger_s)
-        return await engine.chat(messages, params)
+        return await engine.generate(engine.encode_chat(messages), params)
 
     start = time.perf_counter()
     results = await asyncio.gather(*(one(i, m) for i, m in enumerate(prompts)))
