@@ -17,3 +17,7 @@ class ProtocolError(SparringError):
 
 class JudgeError(SparringError):
     """A judge rule or verdict could not be evaluated."""
+
+
+class TranscriptError(SparringError):
+    """A transcript file is missing, unreadable or malformed; the message names the file and line."""

@@ -81,6 +81,8 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         SamplingParams(**self._defaults)  # fail early on a bad setting
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self.last_result: SparringCreateResult | None = None
+        """The latest result, with its token ids: what an agent's reply message does not keep."""
 
     def _params(self, extra: Mapping[str, Any]) -> SamplingParams:
         unknown = set(extra) - set(SAMPLING_ARGS)
@@ -147,7 +149,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
             completion_tokens=self._total.completion_tokens + usage.completion_tokens,
         )
         tokens = self.engine.tokenizer.convert_ids_to_tokens(completion.token_ids)
-        return SparringCreateResult(
+        self.last_result = SparringCreateResult(
             finish_reason=completion.finish_reason,
             content=completion.text,
             usage=usage,
@@ -155,6 +157,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
             logprobs=[ChatCompletionTokenLogprob(token=t, logprob=lp) for t, lp in zip(tokens, completion.logprobs)],
             token_ids=completion.token_ids,
         )
+        return self.last_result
 
     def actual_usage(self) -> RequestUsage:
         return self._last

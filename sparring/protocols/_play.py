@@ -1,0 +1,155 @@
+"""Play many episodes of a protocol concurrently, writing each transcript as it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from autogen_core.models import ChatCompletionClient
+
+from ..errors import ProtocolError, SparringError
+from ..transcripts import Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id
+from ..transcripts import Outcome as OutcomeRecord
+from ._episode import EpisodeTeam
+from ._judges import Judge
+from ._loader import Protocol
+from ._schema import RoleSpec
+from ._variables import VariableSampler
+
+TRANSCRIPTS = "transcripts.jsonl"
+
+
+@dataclass
+class PlaySummary:
+    """What a run played: outcome counts, wins per role, errors, tokens and time."""
+
+    protocol: str
+    roles: list[str]
+    games: int = 0
+    errors: int = 0
+    skipped: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    wins: Counter = field(default_factory=Counter)
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    path: Path | None = None
+
+    def add(self, episode: Episode) -> None:
+        self.games += 1
+        if episode.status == "error":
+            self.errors += 1
+            return
+        self.reasons[episode.outcome.reason] += 1
+        if episode.outcome.winner is not None:
+            self.wins[episode.outcome.winner] += 1
+        self.completion_tokens += episode.usage.get("completion_tokens", 0)
+
+    @property
+    def decisive(self) -> int:
+        return sum(self.wins.values())
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+
+def role_models(protocol: Protocol, default: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The model spec of each role: ``--role ROLE=SPEC``, else the protocol's, else the run's default."""
+    unknown = set(overrides) - set(protocol.spec.roles)
+    if unknown:
+        raise ProtocolError(f"--role {sorted(unknown)[0]}=...: {protocol.name} has no such role; "
+                            f"its roles are {sorted(protocol.spec.roles)}")
+    return {name: overrides.get(name) or role.model or default for name, role in protocol.spec.roles.items()}
+
+
+def spec_clients(models: dict[str, str]) -> Callable[[str, RoleSpec], ChatCompletionClient]:
+    """A client factory over model specs: each role gets a fresh client with its own sampling settings."""
+    from ..agents import model_client
+
+    return lambda role, spec: model_client(models[role], **spec.sampling.settings())
+
+
+async def play(
+    protocol: Protocol,
+    games: int,
+    out_dir: Path,
+    models: dict[str, str],
+    clients: Callable[[str, RoleSpec], ChatCompletionClient] | None = None,
+    concurrency: int = 32,
+    seed: int = 0,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    allow_hooks: bool = False,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> PlaySummary:
+    """Play ``games`` episodes into ``out_dir/transcripts.jsonl``; return the run's summary.
+
+    Args:
+        protocol (`Protocol`): what to play.
+        games (`int`): episodes in the run (with ``resume``, those already written count).
+        out_dir (`Path`): where the transcripts go.
+        models (`dict[str, str]`): role -> model spec, written to each transcript.
+        clients: role client factory (default: `spec_clients(models)`); tests pass replay clients.
+        concurrency (`int`, defaults to 32): episodes in flight at once.
+        seed (`int`, defaults to 0): episode ``i`` of a seed always gets the same id and variables.
+        resume (`bool`, defaults to False): skip episodes already written (errors are replayed).
+        overrides (`dict`): fixed variable values (``--set``).
+        on_episode: called with each episode as it is written (progress bars).
+
+    Raises:
+        `ProtocolError`: the output already holds transcripts and ``resume`` is not set.
+    """
+    path = out_dir / TRANSCRIPTS
+    if path.exists() and path.stat().st_size and not resume:
+        raise ProtocolError(f"{path} already holds transcripts: pass --resume to continue that run, or another --out")
+    done = completed_ids(path, missing_ok=True) if resume else set()
+    sampler = VariableSampler(protocol, overrides, seed)
+    judge = Judge(protocol, allow_hooks)
+    clients = clients or spec_clients(models)
+    summary = PlaySummary(protocol.name, list(protocol.spec.roles), path=path)
+    todo = [i for i in range(games) if episode_id(protocol.name, i, seed) not in done]
+    summary.skipped = games - len(todo)
+    gate = asyncio.Semaphore(concurrency)
+    started = time.perf_counter()
+    with TranscriptWriter(path) as writer:
+
+        async def one(index: int) -> None:
+            async with gate:
+                episode = await play_episode(protocol, index, seed, sampler, judge, models, clients)
+            writer.write(episode)
+            summary.add(episode)
+            if on_episode is not None:
+                on_episode(episode)
+
+        await asyncio.gather(*(one(i) for i in todo))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def play_episode(protocol, index, seed, sampler, judge, models, clients) -> Episode:
+    """Play episode ``index``; a failure becomes an episode with ``status: error``, never an exception."""
+    variables = sampler.sample(index)
+    started = time.time()
+    team = None
+    try:
+        team = EpisodeTeam(protocol, variables, {r: clients(r, s) for r, s in protocol.spec.roles.items()}, judge)
+        outcome = await team.run()
+        rewards, status, error = judge.rewards(outcome, variables), "ok", None
+        outcome_record = OutcomeRecord(winner=outcome.winner, reason=outcome.reason)
+    except (SparringError, OSError, asyncio.TimeoutError, ValueError, RuntimeError) as failure:
+        outcome_record, rewards, status, error = None, {}, "error", f"{type(failure).__name__}: {failure}"
+    messages = team.messages if team is not None else []
+    usage = Counter()
+    for message in messages:
+        usage.update(message.get("usage") or {})
+    return Episode(
+        id=episode_id(protocol.name, index, seed),
+        protocol=ProtocolRef(name=protocol.name, hash=protocol.hash),
+        variables=variables, models=models, messages=messages, outcome=outcome_record, rewards=rewards,
+        status=status, error=error, usage=dict(usage),
+        timings={"started": started, "seconds": round(time.time() - started, 3)},
+    )
