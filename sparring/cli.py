@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +22,10 @@ console = Console()
 errors = Console(stderr=True)
 
 MODEL_HELP = "Model spec: hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR."
+
+
+protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_is_help=True)
+app.add_typer(protocols_app, name="protocols")
 
 
 def _fail(error: SparringError) -> typer.Exit:
@@ -96,6 +101,126 @@ def serve(
     console.print(f"serving [bold]{served}[/] at http://{host}:{port}/v1 "
                   f"(spec for sparring: openai:{served}@http://{host}:{port}/v1)", highlight=False)
     uvicorn.run(create_app(engine, served), host=host, port=port, log_level="warning")
+
+
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+        pairs[key] = value
+    return pairs
+
+
+def _print_summary(summary) -> None:
+    table = Table("outcome", "episodes", "share", title=f"{summary.protocol}: {summary.games} episodes")
+    judged = summary.games - summary.errors
+    for reason, count in summary.reasons.most_common():
+        table.add_row(reason, str(count), f"{count / judged:.0%}" if judged else "-")
+    if summary.errors:
+        table.add_row("[red]error[/]", str(summary.errors), f"{summary.errors / summary.games:.0%}")
+    console.print(table)
+    wins = Table("role", "wins", "win rate")
+    for role in summary.roles:
+        wins.add_row(role, str(summary.wins[role]), f"{summary.wins[role] / judged:.0%}" if judged else "-")
+    console.print(wins)
+    decisive = f"{summary.decisive}/{judged} decisive ({summary.decisive / judged:.0%})" if judged else "no episodes"
+    speed = f"{summary.tokens_per_second:.1f} tok/s, {60 * summary.games / summary.seconds:.1f} episodes/min" if summary.seconds else ""
+    skipped = f", {summary.skipped} already done" if summary.skipped else ""
+    console.print(f"{decisive}{skipped}. {speed}", highlight=False)
+    if summary.path is not None:
+        console.print(f"transcripts: {summary.path}", highlight=False)
+
+
+@app.command()
+def play(
+    protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
+    games: int = typer.Option(8, "--games", "-n", min=1, help="Episodes to play."),
+    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
+    role: List[str] = typer.Option([], "--role", help="ROLE=SPEC: a model for one role (repeatable)."),
+    out: Path = typer.Option(Path("runs/play"), "--out", "-o", help="Directory for transcripts.jsonl."),
+    concurrency: int = typer.Option(32, min=1, help="Episodes in flight at once."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same episode ids and variables."),
+    resume: bool = typer.Option(False, help="Continue a run in --out: skip episodes already written."),
+    set_: List[str] = typer.Option([], "--set", help="VAR=VALUE: fix a variable (YAML value; repeatable)."),
+    allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
+) -> None:
+    """Play episodes of a protocol; write transcripts; print outcomes, win rates and speed."""
+    import asyncio
+
+    import yaml
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .protocols import load_protocol, play as play_protocol, role_models
+
+    try:
+        loaded = load_protocol(protocol)
+        models = role_models(loaded, model, _pairs(role, "--role"))
+        overrides = {k: yaml.safe_load(v) for k, v in _pairs(set_, "--set").items()}
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"playing {loaded.name}", total=games)
+            summary = asyncio.run(play_protocol(
+                loaded, games, out, models, concurrency=concurrency, seed=seed, resume=resume,
+                overrides=overrides, allow_hooks=allow_hooks, on_episode=lambda _: progress.advance(task)))
+    except SparringError as error:
+        raise _fail(error) from None
+    _print_summary(summary)
+
+
+@app.command()
+def judge(
+    protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
+    transcripts: Path = typer.Argument(..., help="A transcripts .jsonl file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the re-judged episodes here."),
+    allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
+) -> None:
+    """Re-judge logged episodes with a protocol's current rules and print the summary."""
+    from .protocols import load_protocol, rejudge
+
+    try:
+        summary = rejudge(load_protocol(protocol), transcripts, output, allow_hooks)
+    except SparringError as error:
+        raise _fail(error) from None
+    _print_summary(summary)
+    if summary.skipped:
+        errors.print(f"skipped {summary.skipped} malformed line(s) of {transcripts}", highlight=False)
+
+
+@protocols_app.command("list")
+def protocols_list() -> None:
+    """List the built-in protocols."""
+    from .protocols import builtin_names, load_protocol
+
+    table = Table("name", "roles", "description")
+    for name in builtin_names():
+        spec = load_protocol(name).spec
+        table.add_row(name, ", ".join(spec.roles), spec.description.strip())
+    console.print(table)
+
+
+@protocols_app.command("show")
+def protocols_show(name: str = typer.Argument(..., help="A built-in protocol name or a .yaml file.")) -> None:
+    """Print a protocol's YAML."""
+    from .protocols import load_protocol
+
+    try:
+        console.print(load_protocol(name).text, markup=False, highlight=False)
+    except SparringError as error:
+        raise _fail(error) from None
+
+
+@protocols_app.command("validate")
+def protocols_validate(file: Path = typer.Argument(..., help="A protocol .yaml file.")) -> None:
+    """Check a protocol file: schema, roles, templates and rule expressions."""
+    from .protocols import load_protocol
+
+    try:
+        loaded = load_protocol(file)
+    except SparringError as error:
+        raise _fail(error) from None
+    console.print(f"{file}: ok ({loaded.name}, roles {', '.join(loaded.spec.roles)})", highlight=False)
 
 
 def main() -> None:

@@ -1,1 +1,23 @@
-"""Declarative protocols: YAML games and discussions compiled into AutoGen teams."""
+"""Declarative protocols: YAML games and discussions played by AutoGen agents, judged by rules."""
+
+from ._episode import EpisodeTeam
+from ._judges import Judge, Outcome
+from ._loader import Protocol, builtin_names, load_protocol, parse_protocol
+from ._play import PlaySummary, play, role_models
+from ._rejudge import rejudge
+from ._schema import ProtocolSpec
+
+__all__ = [
+    "EpisodeTeam",
+    "Judge",
+    "Outcome",
+    "PlaySummary",
+    "Protocol",
+    "ProtocolSpec",
+    "builtin_names",
+    "load_protocol",
+    "parse_protocol",
+    "play",
+    "rejudge",
+    "role_models",
+]

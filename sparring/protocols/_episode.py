@@ -53,16 +53,17 @@ class EpisodeTeam:
 
     async def run(self) -> Outcome:
         """Play until an outcome ends the episode or the schedule runs out; return the outcome."""
+        decided = None
         for round_number, speakers in enumerate(self._rounds()):
             replies = await asyncio.gather(*(self._speak(role, round_number) for role in speakers))
             for reply in replies:
                 self.messages.append(reply)
-                outcome = self.judge.after_message(self.variables, self.messages)
-                if outcome is not None and self.protocol.spec.stop_on_outcome:
-                    return outcome
+                decided = decided or self.judge.after_message(self.variables, self.messages)
+                if decided is not None and self.protocol.spec.stop_on_outcome:
+                    return decided
             if self._over_budget():
                 break
-        return self.judge.final(self.variables, self.messages)
+        return decided or self.judge.final(self.variables, self.messages)
 
     def _rounds(self) -> list[list[str]]:
         """Speakers per round: all roles at once for simultaneous schedules, else one speaker a round."""

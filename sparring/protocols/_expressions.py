@@ -38,7 +38,7 @@ HELPERS: dict[str, Callable] = {
 }
 """Functions every template and rule expression can call."""
 
-CONTEXT_NAMES = {"role", "roles", "params", "turn", "round", "message", "messages", "outcome", "true", "false", "none"}
+CONTEXT_NAMES = {"role", "roles", "params", "turn", "round", "message", "messages", "true", "false", "none"}
 """Names the engine provides besides the protocol's variables and the helpers."""
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)

@@ -11,7 +11,6 @@ from jinja2.exceptions import TemplateError
 from ..errors import JudgeError
 from ._expressions import compile_expression
 from ._loader import Protocol
-from ._schema import RuleSpec
 
 
 @dataclass(frozen=True)
@@ -56,10 +55,13 @@ class Judge:
         return decided or Outcome(default.winner, default.reason)
 
     def judge(self, variables: dict[str, Any], messages: list[dict]) -> tuple[Outcome, int | None]:
-        """Re-judge a whole logged episode: its outcome and the index of the deciding message (None at the end)."""
+        """Re-judge a whole logged episode: its outcome and the index of the deciding message (None at the end).
+
+        As in play, the first deciding message decides, whether or not the episode stopped there.
+        """
         for index in range(len(messages)):
             outcome = self.after_message(variables, messages[: index + 1])
-            if outcome is not None and self.protocol.spec.stop_on_outcome:
+            if outcome is not None:
                 return outcome, index
         return self.final(variables, messages), None
 
@@ -84,7 +86,7 @@ class Judge:
             if only_last_speaker and rule.roles is not None and last["role"] not in rule.roles:
                 continue
             if self._evaluate(check, context, f"judge rule {index} ({rule.when!r})"):
-                return _outcome(rule)
+                return Outcome(rule.winner, rule.reason)
         return None
 
     @staticmethod
@@ -93,10 +95,6 @@ class Judge:
             return check(**context)
         except (TemplateError, TypeError, ValueError, AttributeError) as error:
             raise JudgeError(f"{what} failed: {error}") from error
-
-
-def _outcome(rule: RuleSpec) -> Outcome:
-    return Outcome(rule.winner, rule.reason)
 
 
 def _import_hook(path: str) -> Callable[[dict], dict | None]:

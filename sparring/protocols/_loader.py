@@ -92,8 +92,27 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         message = first["msg"].removeprefix("Value error, ")
         field = ".".join(map(str, loc)) or "(top level)"
         raise ProtocolError(f"{where}:{_line(root, loc)}: {field}: {message}") from error
+    _check_roles(spec, root, where)
     _check_templates(spec, root, where)
     return Protocol(spec, text, path)
+
+
+def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
+    """Every role a schedule, a visibility list, a rule or a reward names must exist."""
+    references = [(("schedule", "order", i), name) for i, name in enumerate(spec.schedule.order)]
+    references += [(("rewards", name), name) for name in spec.rewards]
+    for role_name, role in spec.roles.items():
+        references += [(("roles", role_name, "sees", i), name) for i, name in enumerate(role.sees)] if role.sees != "all" else []
+    for group in ("rules", "final"):
+        for i, rule in enumerate(getattr(spec.judge, group)):
+            references += [(("judge", group, i, "roles", j), name) for j, name in enumerate(rule.roles or [])]
+            references += [(("judge", group, i, "winner"), rule.winner)] if rule.winner is not None else []
+    if spec.judge.default.winner is not None:
+        references.append((("judge", "default", "winner"), spec.judge.default.winner))
+    for loc, name in references:
+        if name not in spec.roles:
+            raise ProtocolError(f"{where}:{_line(root, loc)}: {'.'.join(map(str, loc))}: unknown role {name!r}; "
+                                f"roles are {sorted(spec.roles)}")
 
 
 def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
@@ -106,11 +125,7 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
             checks.append((("roles", name, "prompt"), role.prompt, False))
         checks += [(("roles", name, "params", k), v, False) for k, v in role.params.items() if isinstance(v, str)]
     for group in ("rules", "final"):
-        for i, rule in enumerate(getattr(spec.judge, group)):
-            checks.append((("judge", group, i, "when"), rule.when, True))
-            if rule.winner is not None and rule.winner not in spec.roles:
-                raise ProtocolError(f"{where}:{_line(root, ('judge', group, i, 'winner'))}: judge.{group}.{i}.winner: "
-                                    f"unknown role {rule.winner!r}; roles are {sorted(spec.roles)}")
+        checks += [(("judge", group, i, "when"), rule.when, True) for i, rule in enumerate(getattr(spec.judge, group))]
     checks += [(("rewards", role), expr, True) for role, expr in spec.rewards.items()]
     for loc, source, expression in checks:
         field = ".".join(map(str, loc))

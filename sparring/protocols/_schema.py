@@ -84,7 +84,7 @@ class RuleSpec(_Strict):
     """A judging rule: when its expression is true, the episode has this outcome."""
 
     when: str = Field(description="Sandboxed Jinja2 expression over the episode, e.g. `mentions(message, target)`.")
-    winner: str | None = Field(None, description="The winning role (none for a tie), or a role name template.")
+    winner: str | None = Field(None, description="The winning role (none for a tie).")
     reason: str = Field(description="Why: written to the transcript's outcome.")
     roles: list[str] | None = Field(None, description="Only after messages of these roles (default: every role).")
 
@@ -117,18 +117,7 @@ class ProtocolSpec(_Strict):
         default_factory=dict,
         description="Per role, a sandboxed expression for its reward (default: 1 win, -1 loss, 0 tie).",
     )
-    stop_on_outcome: bool = Field(True, description="End the episode at the first deciding message.")
+    stop_on_outcome: bool = Field(
+        True, description="End the episode at the first deciding message (else play on; the first decision stands)."
+    )
     max_total_tokens: int | None = Field(None, ge=1, description="End the episode once its messages used this many tokens.")
-
-    @model_validator(mode="after")
-    def _roles_exist(self) -> "ProtocolSpec":
-        known = set(self.roles)
-        for where, names in [("schedule.order", self.schedule.order), ("rewards", list(self.rewards))]:
-            for name in names:
-                if name not in known:
-                    raise ValueError(f"{where}: unknown role {name!r}; roles are {sorted(known)}")
-        for role_name, role in self.roles.items():
-            for name in role.sees if isinstance(role.sees, list) else []:
-                if name not in known:
-                    raise ValueError(f"roles.{role_name}.sees: unknown role {name!r}; roles are {sorted(known)}")
-        return self

@@ -1,0 +1,160 @@
+"""Protocols: schema errors with file and line, visibility, rule judging, play and re-judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from autogen_ext.models.replay import ReplayChatCompletionClient
+from typer.testing import CliRunner
+
+from sparring.cli import app
+from sparring.errors import ProtocolError
+from sparring.protocols import load_protocol, parse_protocol, play, role_models
+from sparring.transcripts import read_transcripts
+
+HERE = Path(__file__).parent
+GAME = """\
+name: whispers
+variables:
+  secret: {values: [apple]}
+roles:
+  alice:
+    system: You know the secret {{ secret }}.
+  bob:
+    system: You talk to Alice.
+  carol:
+    system: You only hear Alice.
+    sees: [alice]
+schedule:
+  type: round_robin
+  order: [alice, bob, carol]
+  max_turns: 6
+judge:
+  rules:
+    - roles: [carol]
+      when: mentions(message, secret)
+      winner: carol
+      reason: carol heard it
+"""
+
+
+def _error(text: str, tmp_path: Path) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(path)
+    return str(caught.value)
+
+
+def test_unknown_role_in_schedule_names_file_and_line(tmp_path):
+    message = _error(GAME.replace("order: [alice, bob, carol]", "order: [alice, dave]"), tmp_path)
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:14:") and "unknown role 'dave'" in message
+
+
+def test_undefined_template_variable_names_file_and_line(tmp_path):
+    message = _error(GAME.replace("You talk to Alice.", "You talk to {{ friend }}."), tmp_path)
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:8:") and "roles.bob.system" in message
+    assert "undefined template variable 'friend'" in message
+
+
+def test_bad_expression_names_file_and_line(tmp_path):
+    message = _error(GAME.replace("when: mentions(message, secret)", "when: mentions(message, secret"), tmp_path)
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:19:") and "judge.rules.0.when: bad expression" in message
+
+
+def test_schema_type_error_and_yaml_error(tmp_path):
+    assert ":13: schedule.type:" in _error(GAME.replace("type: round_robin", "type: freestyle"), tmp_path)
+    assert "invalid YAML" in _error(GAME + "  bad: [unclosed\n", tmp_path)
+    with pytest.raises(ProtocolError, match="built-ins are adversarial_taboo"):
+        load_protocol("no_such_protocol")
+
+
+def _replay(replies: dict[str, list[str]], sent: dict):
+    def factory(role, spec):
+        client = ReplayChatCompletionClient(list(replies[role]))
+        sent[role] = client
+        return client
+
+    return factory
+
+
+async def test_a_role_never_receives_what_it_must_not_see(tmp_path):
+    protocol = parse_protocol(GAME)
+    sent: dict = {}
+    replies = {"alice": ["A1 hello", "A2 more"], "bob": ["B1 bob-only", "B2 bob-only"], "carol": ["C1", "C2 apple"]}
+    summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=_replay(replies, sent))
+    assert summary.reasons == {"carol heard it": 1}
+    carol_saw = [m.content for call in sent["carol"].create_calls for m in call["messages"]]
+    assert any("A1 hello" in c for c in carol_saw) and any("A2 more" in c for c in carol_saw)
+    assert not any("bob-only" in c for c in carol_saw)
+    bob_saw = [m.content for call in sent["bob"].create_calls for m in call["messages"]]
+    assert any("C1" in c for c in bob_saw)  # sees: all
+    (episode,) = read_transcripts(tmp_path / "transcripts.jsonl")
+    assert [m.role for m in episode.messages] == ["alice", "bob", "carol", "alice", "bob", "carol"]
+    assert episode.outcome.winner == "carol" and episode.rewards == {"carol": 1.0, "alice": -1.0, "bob": -1.0}
+
+
+async def test_taboo_rules_end_the_game_at_the_first_deciding_message(tmp_path):
+    protocol = load_protocol("adversarial_taboo")
+    replies = {"attacker": ["Think of red fruit growing on trees."],
+               "defender": ["I know the word! It is `apples`!", "unused"]}
+    sent: dict = {}
+    await play(protocol, 1, tmp_path, {}, clients=_replay(replies, sent), overrides={"target": "apple"})
+    (episode,) = read_transcripts(tmp_path / "transcripts.jsonl")
+    assert episode.outcome.reason == "defender guessed the word" and len(episode.messages) == 2
+
+
+def test_yaml_game_plays_on_the_embedded_model_then_resumes_and_rejudges(tmp_path):
+    game = HERE / "protocols" / "twenty_questions.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["play", str(game), "--games", "2", "--out", str(tmp_path), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "twenty_questions: 2 episodes" in result.output
+    episodes = list(read_transcripts(tmp_path / "transcripts.jsonl"))
+    assert len(episodes) == 2 and all(e.status == "ok" and e.messages for e in episodes)
+    assert all(m.token_ids and len(m.logprobs) == len(m.token_ids) for e in episodes for m in e.messages)
+    assert episodes[0].models == {"answerer": "hf:smollm2-135m", "asker": "hf:smollm2-135m"}
+
+    again = runner.invoke(app, ["play", str(game), "--games", "3", "--out", str(tmp_path), "--seed", "3", "--resume"])
+    assert again.exit_code == 0, again.output
+    ids = [e.id for e in read_transcripts(tmp_path / "transcripts.jsonl")]
+    assert len(ids) == len(set(ids)) == 3
+
+    refused = runner.invoke(app, ["play", str(game), "--games", "1", "--out", str(tmp_path)])
+    assert refused.exit_code == 1 and "--resume" in refused.output
+
+
+def test_taboo_built_in_plays_on_the_embedded_model(tmp_path):
+    result = CliRunner().invoke(app, ["play", "adversarial_taboo", "--games", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    episodes = list(read_transcripts(tmp_path / "transcripts.jsonl", strict=True))
+    assert len(episodes) == 3
+    for episode in episodes:
+        assert episode.status == "ok" and episode.messages[0].role == "attacker"
+        assert episode.outcome is not None and set(episode.rewards) == {"attacker", "defender"}
+
+
+def test_judge_command_accepts_foreign_records(tmp_path):
+    record = {"id": "x1", "protocol": {"name": "adversarial_taboo"}, "variables": {"target": "city"},
+              "messages": [{"role": "attacker", "content": "Many people live close together there."},
+                           {"role": "defender", "content": "Big cities are loud."}], "source": "elsewhere"}
+    source = tmp_path / "foreign.jsonl"
+    source.write_text(json.dumps(record) + "\n")
+    out = tmp_path / "judged.jsonl"
+    result = CliRunner().invoke(app, ["judge", "adversarial_taboo", str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    (episode,) = read_transcripts(out)
+    assert episode.outcome.winner == "attacker" and episode.outcome.reason == "defender said the word"
+
+
+def test_protocols_commands(tmp_path):
+    runner = CliRunner()
+    assert "adversarial_taboo" in runner.invoke(app, ["protocols", "list"]).output
+    assert "name: adversarial_taboo" in runner.invoke(app, ["protocols", "show", "adversarial_taboo"]).output
+    assert runner.invoke(app, ["protocols", "validate", str(HERE / "protocols" / "twenty_questions.yaml")]).exit_code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GAME.replace("order: [alice, bob, carol]", "order: [dave]"))
+    result = runner.invoke(app, ["protocols", "validate", str(bad)])
+    assert result.exit_code == 1 and "bad.yaml:14" in result.output
