@@ -158,3 +158,45 @@ def test_protocols_commands(tmp_path):
     bad.write_text(GAME.replace("order: [alice, bob, carol]", "order: [dave]"))
     result = runner.invoke(app, ["protocols", "validate", str(bad)])
     assert result.exit_code == 1 and "bad.yaml:14" in result.output
+
+
+LLM_JUDGED = GAME.replace("""judge:
+  rules:
+    - roles: [carol]
+      when: mentions(message, secret)
+      winner: carol
+      reason: carol heard it
+""", """judge:
+  llm:
+    system: You judge a game.
+    prompt: "{% for m in messages %}{{ m.role }}: {{ m.content }}\\n{% endfor %}Who won: alice, bob or nobody?"
+    verdicts:
+      alice: {winner: alice, reason: judged for alice}
+      bob: {winner: bob, reason: judged for bob}
+      nobody: {reason: judged a tie}
+""")
+
+
+async def test_llm_judge_verdicts_are_parsed_strictly(tmp_path):
+    protocol = parse_protocol(LLM_JUDGED)
+    talk = {"alice": ["a", "a"], "bob": ["b", "b"], "carol": ["c", "c"]}
+    for verdict, expected in [(" **Bob.**", ("bob", "judged for bob")), ("Nobody", (None, "judged a tie")),
+                              ("I think alice won", None)]:
+        out = tmp_path / verdict.strip(" *.").replace(" ", "_")
+        sent: dict = {}
+        await play(protocol, 1, out, role_models(protocol, "replay", {}), clients=_replay({**talk, "judge": [verdict]}, sent))
+        (episode,) = read_transcripts(out / "transcripts.jsonl")
+        judge_prompt = sent["judge"].create_calls[0]["messages"][-1].content
+        assert "alice: a" in judge_prompt and judge_prompt.endswith("Who won: alice, bob or nobody?")
+        if expected is None:
+            assert episode.status == "error" and "expected exactly one of" in episode.error
+        else:
+            assert (episode.outcome.winner, episode.outcome.reason) == expected
+            assert episode.messages[-1].role == "judge"
+            rejudged = tmp_path / f"{out.name}-rejudged.jsonl"
+            protocol_file = tmp_path / "llm_judged.yaml"
+            protocol_file.write_text(LLM_JUDGED)
+            result = CliRunner().invoke(app, ["judge", str(protocol_file), str(out / "transcripts.jsonl"), "-o", str(rejudged)])
+            assert result.exit_code == 0, result.output
+            (again,) = read_transcripts(rejudged)
+            assert again.outcome == episode.outcome

@@ -22,10 +22,10 @@ from autogen_core.models import ChatCompletionClient
 from ._expressions import render
 from ._judges import Judge, Outcome
 from ._loader import Protocol
-from ._schema import RoleSpec
+from ._schema import LLMJudgeSpec, RoleSpec
 
-ClientFactory = Callable[[str, RoleSpec], ChatCompletionClient]
-"""Makes the model client of one role for one episode: ``factory(role_name, role_spec)``."""
+ClientFactory = Callable[[str, RoleSpec | LLMJudgeSpec], ChatCompletionClient]
+"""Makes the model client of one role (or the LLM judge) for one episode: ``factory(name, spec)``."""
 
 
 class EpisodeTeam:
@@ -39,6 +39,7 @@ class EpisodeTeam:
     """
 
     def __init__(self, protocol: Protocol, variables: dict[str, Any], clients: dict[str, ChatCompletionClient], judge: Judge):
+        """``clients`` also holds the LLM judge's client, under its role name, when the protocol has one."""
         self.protocol, self.variables, self.clients, self.judge = protocol, variables, clients, judge
         spec = protocol.spec
         self.messages: list[dict] = []
@@ -63,6 +64,10 @@ class EpisodeTeam:
                     return decided
             if self._over_budget():
                 break
+        llm = self.protocol.spec.judge.llm
+        if decided is None and llm is not None:
+            decided, verdict = await self.judge.ask_model(self.variables, self.messages, self.clients[llm.role])
+            self.messages.append(verdict)
         return decided or self.judge.final(self.variables, self.messages)
 
     def _rounds(self) -> list[list[str]]:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from jinja2.exceptions import TemplateError
 
 from ..errors import JudgeError
-from ._expressions import compile_expression
+from ._expressions import compile_expression, render
 from ._loader import Protocol
 
 
@@ -58,12 +58,35 @@ class Judge:
         """Re-judge a whole logged episode: its outcome and the index of the deciding message (None at the end).
 
         As in play, the first deciding message decides, whether or not the episode stopped there.
+        A logged LLM judge verdict (the last message, from the judge) is parsed again, not re-asked.
         """
-        for index in range(len(messages)):
-            outcome = self.after_message(variables, messages[: index + 1])
+        llm = self.protocol.spec.judge.llm
+        verdict = messages[-1] if llm is not None and messages and messages[-1]["role"] == llm.role else None
+        players = messages[:-1] if verdict is not None else messages
+        for index in range(len(players)):
+            outcome = self.after_message(variables, players[: index + 1])
             if outcome is not None:
                 return outcome, index
-        return self.final(variables, messages), None
+        if verdict is not None:
+            chosen = llm.verdicts[parse_verdict(verdict["content"], list(llm.verdicts))]
+            return Outcome(chosen.winner, chosen.reason), len(players)
+        return self.final(variables, players), None
+
+    async def ask_model(self, variables: dict[str, Any], messages: list[dict], client) -> tuple[Outcome, dict]:
+        """Ask the protocol's LLM judge for a verdict; return the outcome and the judge's message.
+
+        Raises:
+            `JudgeError`: the reply is not exactly one of the allowed verdicts.
+        """
+        from autogen_core.models import SystemMessage, UserMessage
+
+        llm = self.protocol.spec.judge.llm
+        context = {**variables, "messages": messages, "roles": list(self.protocol.spec.roles), "role": llm.role}
+        prompt = [SystemMessage(content=render(llm.system, context)), UserMessage(content=render(llm.prompt, context), source="user")]
+        result = await client.create(prompt)
+        verdict = parse_verdict(result.content, list(llm.verdicts))
+        chosen = llm.verdicts[verdict]
+        return Outcome(chosen.winner, chosen.reason), {"role": llm.role, "content": result.content, "turn": len(messages)}
 
     def rewards(self, outcome: Outcome, variables: dict[str, Any]) -> dict[str, float]:
         """Each role's reward: the protocol's expressions, else 1 to the winner, -1 to the others, 0 on a tie."""
@@ -95,6 +118,24 @@ class Judge:
             return check(**context)
         except (TemplateError, TypeError, ValueError, AttributeError) as error:
             raise JudgeError(f"{what} failed: {error}") from error
+
+
+def parse_verdict(reply: str, verdicts: list[str]) -> str:
+    """The verdict ``reply`` states: the whole reply, less quotes, emphasis and a final full stop,
+    must be one of ``verdicts`` (case-insensitive).
+
+    Raises:
+        `JudgeError`: anything else; the judge is not second-guessed.
+
+    Example:
+        >>> parse_verdict(" **Defender.**", ["attacker", "defender", "tie"])
+        'defender'
+    """
+    cleaned = reply.strip().strip("*`'\"").rstrip(".!").strip("*`'\" ").lower()
+    matches = [v for v in verdicts if v.lower() == cleaned]
+    if len(matches) != 1:
+        raise JudgeError(f"the judge replied {reply!r}; expected exactly one of {verdicts}")
+    return matches[0]
 
 
 def _import_hook(path: str) -> Callable[[dict], dict | None]:

@@ -107,6 +107,12 @@ def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
         for i, rule in enumerate(getattr(spec.judge, group)):
             references += [(("judge", group, i, "roles", j), name) for j, name in enumerate(rule.roles or [])]
             references += [(("judge", group, i, "winner"), rule.winner)] if rule.winner is not None else []
+    llm = spec.judge.llm
+    if llm is not None:
+        if llm.role in spec.roles:
+            raise ProtocolError(f"{where}:{_line(root, ('judge', 'llm', 'role'))}: judge.llm.role: {llm.role!r} is a "
+                                "player role; give the judge another name")
+        references += [(("judge", "llm", "verdicts", v, "winner"), o.winner) for v, o in llm.verdicts.items() if o.winner]
     if spec.judge.default.winner is not None:
         references.append((("judge", "default", "winner"), spec.judge.default.winner))
     for loc, name in references:
@@ -127,6 +133,8 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
     for group in ("rules", "final"):
         checks += [(("judge", group, i, "when"), rule.when, True) for i, rule in enumerate(getattr(spec.judge, group))]
     checks += [(("rewards", role), expr, True) for role, expr in spec.rewards.items()]
+    if spec.judge.llm is not None:
+        checks += [(("judge", "llm", "system"), spec.judge.llm.system, False), (("judge", "llm", "prompt"), spec.judge.llm.prompt, False)]
     for loc, source, expression in checks:
         field = ".".join(map(str, loc))
         try:

@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from autogen_core.models import ChatCompletionClient
 
 from ..errors import ProtocolError, SparringError
 from ..transcripts import Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id
 from ..transcripts import Outcome as OutcomeRecord
-from ._episode import EpisodeTeam
+from ._episode import ClientFactory, EpisodeTeam
 from ._judges import Judge
 from ._loader import Protocol
-from ._schema import RoleSpec
 from ._variables import VariableSampler
 
 TRANSCRIPTS = "transcripts.jsonl"
@@ -63,10 +61,14 @@ def role_models(protocol: Protocol, default: str, overrides: dict[str, str]) -> 
     if unknown:
         raise ProtocolError(f"--role {sorted(unknown)[0]}=...: {protocol.name} has no such role; "
                             f"its roles are {sorted(protocol.spec.roles)}")
-    return {name: overrides.get(name) or role.model or default for name, role in protocol.spec.roles.items()}
+    models = {name: overrides.get(name) or role.model or default for name, role in protocol.spec.roles.items()}
+    llm = protocol.spec.judge.llm
+    if llm is not None:
+        models[llm.role] = overrides.get(llm.role) or llm.model or default
+    return models
 
 
-def spec_clients(models: dict[str, str]) -> Callable[[str, RoleSpec], ChatCompletionClient]:
+def spec_clients(models: dict[str, str]) -> ClientFactory:
     """A client factory over model specs: each role gets a fresh client with its own sampling settings."""
     from ..agents import model_client
 
@@ -78,7 +80,7 @@ async def play(
     games: int,
     out_dir: Path,
     models: dict[str, str],
-    clients: Callable[[str, RoleSpec], ChatCompletionClient] | None = None,
+    clients: ClientFactory | None = None,
     concurrency: int = 32,
     seed: int = 0,
     resume: bool = False,
@@ -130,17 +132,25 @@ async def play(
     return summary
 
 
+def _speakers(protocol: Protocol) -> dict[str, Any]:
+    """Every model user of an episode: the roles, and the LLM judge if there is one."""
+    speakers: dict[str, Any] = dict(protocol.spec.roles)
+    if protocol.spec.judge.llm is not None:
+        speakers[protocol.spec.judge.llm.role] = protocol.spec.judge.llm
+    return speakers
+
+
 async def play_episode(protocol, index, seed, sampler, judge, models, clients) -> Episode:
     """Play episode ``index``; a failure becomes an episode with ``status: error``, never an exception."""
     variables = sampler.sample(index)
     started = time.time()
     team = None
     try:
-        team = EpisodeTeam(protocol, variables, {r: clients(r, s) for r, s in protocol.spec.roles.items()}, judge)
+        team = EpisodeTeam(protocol, variables, {r: clients(r, s) for r, s in _speakers(protocol).items()}, judge)
         outcome = await team.run()
         rewards, status, error = judge.rewards(outcome, variables), "ok", None
         outcome_record = OutcomeRecord(winner=outcome.winner, reason=outcome.reason)
-    except (SparringError, OSError, asyncio.TimeoutError, ValueError, RuntimeError) as failure:
+    except (SparringError, OSError, asyncio.TimeoutError, ValueError, RuntimeError) as failure:  # JudgeError too
         outcome_record, rewards, status, error = None, {}, "error", f"{type(failure).__name__}: {failure}"
     messages = team.messages if team is not None else []
     usage = Counter()

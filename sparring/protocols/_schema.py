@@ -89,6 +89,26 @@ class RuleSpec(_Strict):
     roles: list[str] | None = Field(None, description="Only after messages of these roles (default: every role).")
 
 
+class VerdictSpec(_Strict):
+    """What one verdict of an LLM judge means."""
+
+    winner: str | None = Field(None, description="The winning role (none for a tie).")
+    reason: str = Field(description="Why: written to the transcript's outcome.")
+
+
+class LLMJudgeSpec(_Strict):
+    """A model that judges a finished episode no rule decided, answering with one verdict word."""
+
+    role: str = Field("judge", description="The judge's name in transcripts; must not be a player role.")
+    system: str = Field(description="Jinja2 template of the judge's system prompt.")
+    prompt: str = Field(description="Jinja2 template of the question, over the variables and `messages`.")
+    verdicts: dict[str, VerdictSpec] = Field(
+        min_length=2, description="Allowed replies (matched whole, case-insensitive) and their outcomes."
+    )
+    model: str | None = Field(None, description="Model spec of the judge (default: the run's --model).")
+    sampling: SamplingSpec = Field(default_factory=lambda: SamplingSpec(temperature=0, max_tokens=8))
+
+
 class JudgeSpec(_Strict):
     """How episodes are decided."""
 
@@ -98,6 +118,7 @@ class JudgeSpec(_Strict):
         default_factory=lambda: RuleSpec(when="true", winner=None, reason="no decision"),
         description="The outcome when no rule fired.",
     )
+    llm: LLMJudgeSpec | None = Field(None, description="A model judge, asked when no rule decided.")
     hook: str | None = Field(
         None, description="'package.module:function' called with the episode; runs only with --allow-hooks."
     )
