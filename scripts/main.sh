@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the embedded default model (sets up .venv first if needed).
-# Until the game engine lands this is a short chat with the embedded model.
+# The main job on the embedded default model (sets up .venv first if needed): a round of
+# Adversarial Taboo self-play, judged by SPAG's rules, transcripts in runs/main/.
+# (Training on them arrives with the trainer; this becomes a full self-play epoch then.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/sparring models
-exec .venv/bin/sparring chat --model hf:smollm2-135m --temperature 0 --max-tokens 96 \
-    "In two sentences, what is the game of Taboo?"
+exec .venv/bin/sparring play adversarial_taboo --model hf:smollm2-135m --games "${GAMES:-32}" \
+    --out runs/main --resume "$@"
