@@ -78,3 +78,18 @@ async def test_stream_pieces_add_up_to_the_reply(engine):
             final = item
     assert final is not None and len(pieces) > 1
     assert "".join(pieces) == final.text
+
+
+async def test_a_conversation_reuses_its_computed_beginning(engine_fp32):
+    """Turn 2's prompt starts with turn 1's prompt and reply: only the rest is computed, same result."""
+    fresh = Engine(engine_fp32.model, engine_fp32.tokenizer, name="no-prefix-cache", prefix_cache_tokens=0)
+    greedy = SamplingParams(temperature=0, max_tokens=16)
+    chat = [{"role": "user", "content": "Write a short paragraph about a lighthouse."}]
+    first = await engine_fp32.generate(engine_fp32.encode_chat(chat), greedy)
+    chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "Now about the sea."}]
+    prompt = engine_fp32.encode_chat(chat)
+    hit = engine_fp32._prefixes.longest(prompt)
+    assert hit is not None and hit[0] >= len(engine_fp32.encode_chat(chat[:1]))
+    reused, recomputed = await engine_fp32.generate(prompt, greedy), await fresh.generate(prompt, greedy)
+    fresh.close()
+    assert reused.token_ids[:10] == recomputed.token_ids[:10]

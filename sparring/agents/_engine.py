@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
 import torch
+from transformers import DynamicCache
 
 from ..errors import BackendError
+
 from ._kv_slots import SlotCache
+from ._prefix_cache import PrefixCache
 
 PREFILL_TOKENS = 1024  # prompt tokens packed into one prefill pass at most (one long prompt may exceed it)
 
@@ -96,6 +99,8 @@ class Engine:
         tokenizer: its tokenizer, with a chat template.
         name (`str`): the model spec, reported in results.
         max_batch (`int`, defaults to 64): live sequences per forward pass at most.
+        prefix_cache_tokens (`int`, defaults to 32768): tokens of finished sequences kept to skip
+            recomputing the start of later prompts (a game's history); 0 turns it off.
 
     Example:
         >>> engine = load_engine("hf:smollm2-135m")  # doctest: +SKIP
@@ -103,7 +108,7 @@ class Engine:
         >>> asyncio.run(engine.generate(prompt, SamplingParams(max_tokens=8))).text  # doctest: +SKIP
     """
 
-    def __init__(self, model, tokenizer, name: str, max_batch: int = 64):
+    def __init__(self, model, tokenizer, name: str, max_batch: int = 64, prefix_cache_tokens: int = 32768):
         if model.device.type == "cpu":
             # Decode steps attend with one query per row; on CPU, SDPA's native grouped-query path is
             # about twice as fast as transformers' default repacking of the query heads.
@@ -117,6 +122,7 @@ class Engine:
             config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, model.device
         )
         self._rows: list[_Request] = []
+        self._prefixes = PrefixCache(prefix_cache_tokens)
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"sparring-engine:{name}", daemon=True)
@@ -220,7 +226,19 @@ class Engine:
                     _fail(request, error)
 
     def _prefill(self, requests: list[_Request]) -> None:
-        """Run the prompts of ``requests`` packed into one sequence, then give each a row.
+        """Compute the prompts of ``requests`` (reusing stored beginnings), then give each a row."""
+        fresh = []
+        for request in requests:
+            hit = self._prefixes.longest(request.prompt_ids) if self._prefixes.max_tokens else None
+            if hit is None:
+                fresh.append(request)
+            else:
+                self._prefill_after(request, *hit)
+        if fresh:
+            self._prefill_packed(fresh)
+
+    def _prefill_packed(self, requests: list[_Request]) -> None:
+        """Run the prompts of ``requests`` packed into one sequence.
 
         Packing costs one forward pass for all waiting prompts, with no padding: positions restart
         at each prompt and a block-diagonal causal mask keeps the prompts apart.
@@ -239,16 +257,41 @@ class Engine:
             use_cache=True,
             logits_to_keep=ends - 1,
         )
-        tokens, logprobs = self._sample(out.logits[0], requests)
         layers = out.past_key_values.layers
-        start = 0
-        for index, request in enumerate(requests):
-            end = start + len(request.prompt_ids)
+        starts = (ends - torch.tensor([len(r.prompt_ids) for r in requests], device=device)).tolist()
+        self._start(requests, out.logits[0], [
+            ([l.keys[:, :, a:b] for l in layers], [l.values[:, :, a:b] for l in layers])
+            for a, b in zip(starts, ends.tolist())
+        ])
+
+    def _prefill_after(self, request: _Request, matched: int, keys: list, values: list) -> None:
+        """Compute only the part of the prompt past its first ``matched`` tokens, whose keys and values are known."""
+        device = self.model.device
+        suffix = torch.tensor([request.prompt_ids[matched:]], device=device)
+        positions = torch.arange(matched, len(request.prompt_ids), device=device)[None]
+        cache = DynamicCache(ddp_cache_data=list(zip(keys, values)))
+        out = self.model(input_ids=suffix, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        layers = out.past_key_values.layers
+        self._start([request], out.logits[:, -1, :], [([l.keys for l in layers], [l.values for l in layers])])
+
+    def _start(self, requests: list[_Request], logits: torch.Tensor, states: list[tuple[list, list]]) -> None:
+        """Sample each prefilled request's first token; unless that ends it, move its keys and values into a row."""
+        tokens, logprobs = self._sample(logits, requests)
+        for request, token, logprob, (keys, values) in zip(requests, tokens, logprobs, states):
             request.position = len(request.prompt_ids)
-            if not self._accept(request, [tokens[index]], [logprobs[index]]):
-                self._slots.add([l.keys[:, :, start:end] for l in layers], [l.values[:, :, start:end] for l in layers])
+            if not self._accept(request, [token], [logprob]):
+                self._slots.add(keys, values)
                 self._rows.append(request)
-            start = end
+
+    def _remember(self, row: int, request: _Request) -> None:
+        """Store the keys and values of ``row``'s tokens for later prompts that start the same way."""
+        if not self._prefixes.max_tokens:
+            return
+        ids = (request.prompt_ids + request.generated)[: request.position]  # a stop string may have cut tokens
+        start = self._slots.length - request.position
+        keys = [k[row : row + 1, :, start : start + len(ids)].clone() for k in self._slots.keys]
+        values = [v[row : row + 1, :, start : start + len(ids)].clone() for v in self._slots.values]
+        self._prefixes.put(ids, keys, values)
 
     def _decode_step(self) -> None:
         rows = self._rows
@@ -271,6 +314,7 @@ class Engine:
             if request.future.cancelled() or self._accept(request, [tokens[index]], [logprobs[index]]):
                 finished.append(index)
         for index in reversed(finished):  # reversed: a removal moves the last row into `index`
+            self._remember(index, rows[index])
             self._slots.remove(index)
             rows[index] = rows[-1]
             rows.pop()
