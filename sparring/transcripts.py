@@ -58,6 +58,7 @@ class TranscriptMessage(_Record):
     finish_reason: str | None = Field(None, description="'stop' or 'length', where the backend said")
     seconds: float | None = Field(None, description="wall time of the model call")
     usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of the call")
+    prompt: str | None = Field(None, description="the protocol's per-turn prompt the role was handed before speaking")
 
 
 class ProtocolRef(_Record):

@@ -98,13 +98,16 @@ class EpisodeTeam:
         new = [m for m in self.messages[self._seen[role]:] if self.visible(role, m, round_number)]
         self._seen[role] = len(self.messages)
         handed = [TextMessage(content=m["content"], source=m["role"]) for m in new]
-        if spec.prompt is not None:
-            handed.append(TextMessage(content=render(spec.prompt, self._context(role, round_number)), source="user"))
+        prompt = render(spec.prompt, self._context(role, round_number)) if spec.prompt is not None else None
+        if prompt is not None:
+            handed.append(TextMessage(content=prompt, source="user"))
         started = time.perf_counter()
         response = await self.agents[role].on_messages(handed, CancellationToken())
         result = getattr(self.clients[role], "last_result", None)
         message = {"role": role, "content": response.chat_message.content, "turn": len(self.messages),
                    "round": round_number, "seconds": round(time.perf_counter() - started, 3)}
+        if prompt is not None:
+            message["prompt"] = prompt
         if result is not None:
             message.update(token_ids=result.token_ids, logprobs=[lp.logprob for lp in result.logprobs or []],
                            finish_reason=result.finish_reason)

@@ -43,6 +43,7 @@ CONTEXT_NAMES = {"role", "roles", "params", "turn", "round", "message", "message
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 _env.globals.update(HELPERS)
+_env.filters.update(HELPERS)  # also as filters: `messages | map(attribute="content") | map("extract_answer")`
 
 
 def undeclared_names(source: str, expression: bool = False) -> set[str]:
