@@ -188,6 +188,43 @@ def judge(
         errors.print(f"skipped {summary.skipped} malformed line(s) of {transcripts}", highlight=False)
 
 
+@app.command()
+def debate(
+    questions: str = typer.Option("arithmetic", "--questions", "-q",
+                                  help="'arithmetic[:N]', a .jsonl file (question/answer) or a Hugging Face dataset name."),
+    agents: int = typer.Option(3, "--agents", min=1, help="Debaters."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds (the first is independent answers)."),
+    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Use the first N questions only."),
+    out: Path = typer.Option(Path("runs/debate"), "--out", "-o", help="Directory for transcripts.jsonl."),
+    concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
+    seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
+    resume: bool = typer.Option(False, help="Continue a run in --out."),
+) -> None:
+    """Multi-agent debate (Du et al. 2023) against a single agent and a majority vote, on the same questions."""
+    import asyncio
+
+    from .protocols._debate import compare_debate
+
+    try:
+        with console.status(f"debating {questions} with {agents} agents x {rounds} rounds"):
+            report = asyncio.run(compare_debate(questions, agents, rounds, model, out, n=limit, seed=seed,
+                                                concurrency=concurrency, resume=resume))
+    except SparringError as error:
+        raise _fail(error) from None
+    table = Table("method", "correct", "accuracy", title=f"{report.questions} questions, {model}")
+    for method, correct, accuracy in [
+        ("single agent", report.single_agent_correct, report.single_agent),
+        (f"majority vote of {agents}, no debate", report.majority_vote_correct, report.majority_vote),
+        (f"debate, {agents} agents x {rounds} rounds", report.debate_correct, report.debate),
+    ]:
+        table.add_row(method, str(correct), f"{accuracy:.1%}")
+    console.print(table)
+    if report.errors:
+        errors.print(f"{report.errors} episode(s) failed and were not scored", highlight=False)
+    console.print(f"transcripts: {report.path}", highlight=False)
+
+
 @protocols_app.command("list")
 def protocols_list() -> None:
     """List the built-in protocols."""

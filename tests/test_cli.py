@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from sparring.cli import app
 
 
-@pytest.mark.parametrize("command", [[], ["models"], ["chat"], ["serve"]])
+@pytest.mark.parametrize("command", [[], ["models"], ["chat"], ["serve"], ["play"], ["judge"], ["debate"], ["protocols"],
+                                     ["protocols", "list"], ["protocols", "show"], ["protocols", "validate"]])
 def test_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
