@@ -55,6 +55,8 @@ class SamplingParams:
             raise BackendError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise BackendError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if any(not s for s in self.stop):
+            raise BackendError("stop strings must not be empty")
 
 
 @dataclass
@@ -200,8 +202,13 @@ class Engine:
                 self._rows.clear()
                 while self._slots.live:
                     self._slots.remove(self._slots.live - 1)
+        closed = BackendError(f"the engine for {self.name} was closed")
         for request in self._rows:
-            _fail(request, BackendError(f"the engine for {self.name} was closed"))
+            _fail(request, closed)
+        while not self._inbox.empty():
+            request = self._inbox.get()
+            if request is not None:
+                _fail(request, closed)
 
     def _admit(self, block: bool) -> None:
         """Prefill waiting requests into free rows (waiting for one when nothing is running)."""
