@@ -10,7 +10,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from typer.testing import CliRunner
 
 from sparring.cli import app
-from sparring.errors import ProtocolError
+from sparring.errors import JudgeError, ProtocolError
 from sparring.protocols import load_protocol, parse_protocol, play, role_models
 from sparring.transcripts import read_transcripts
 
@@ -200,3 +200,28 @@ async def test_llm_judge_verdicts_are_parsed_strictly(tmp_path):
             assert result.exit_code == 0, result.output
             (again,) = read_transcripts(rejudged)
             assert again.outcome == episode.outcome
+
+
+def decide_for_bob(episode: dict) -> dict:
+    """A judge hook for the test below: bob wins when he spoke last."""
+    return {"winner": "bob", "reason": "hook says bob"} if episode["messages"][-1]["role"] == "bob" else None
+
+
+async def test_python_hook_runs_only_when_allowed(tmp_path):
+    hooked = GAME.replace("""    - roles: [carol]
+      when: mentions(message, secret)
+      winner: carol
+      reason: carol heard it
+""", """    - roles: [carol]
+      when: "false"
+      winner: carol
+      reason: never
+  hook: test_protocols:decide_for_bob
+""").replace("max_turns: 6", "max_turns: 5")
+    protocol = parse_protocol(hooked)
+    with pytest.raises(JudgeError, match="--allow-hooks"):
+        await play(protocol, 1, tmp_path / "refused", {}, clients=_replay({r: ["x"] * 2 for r in ("alice", "bob", "carol")}, {}))
+    await play(protocol, 1, tmp_path / "allowed", {}, allow_hooks=True,
+               clients=_replay({r: ["x"] * 2 for r in ("alice", "bob", "carol")}, {}))
+    (episode,) = read_transcripts(tmp_path / "allowed" / "transcripts.jsonl")
+    assert episode.outcome.reason == "hook says bob"
