@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 
+import torch
+
 from sparring.agents import Engine, SamplingParams
 
 TOPICS = ["rain", "a lighthouse", "prime numbers", "the sky at night", "a market in Madrid",
@@ -93,3 +95,17 @@ async def test_a_conversation_reuses_its_computed_beginning(engine_fp32):
     reused, recomputed = await engine_fp32.generate(prompt, greedy), await fresh.generate(prompt, greedy)
     fresh.close()
     assert reused.token_ids[:10] == recomputed.token_ids[:10]
+
+
+def test_nucleus_sampling_keeps_to_the_nucleus_and_the_distribution():
+    from sparring.agents._engine import _draw
+
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 4000)
+    draws = torch.rand(4000, generator=torch.Generator().manual_seed(0))
+    full = torch.bincount(_draw(probs, torch.ones(4000), draws), minlength=4) / 4000
+    assert torch.allclose(full, probs[0], atol=0.03)
+    nucleus = torch.bincount(_draw(probs, torch.full((4000,), 0.7), draws), minlength=4) / 4000
+    assert nucleus[2:].sum() == 0 and abs(nucleus[0] - 0.5 / 0.8) < 0.03  # {0, 1} carry 0.8 >= 0.7
+    flat = torch.full((3, 3000), 1 / 3000)  # a nucleus wider than the candidates: sorted in full
+    wide = _draw(flat, torch.full((3,), 0.9), torch.tensor([0.1, 0.5, 0.99]))
+    assert (wide < 3000).all() and len(set(wide.tolist())) == 3

@@ -27,6 +27,7 @@ from ..errors import BackendError
 from ._kv_slots import SlotCache
 from ._prefix_cache import PrefixCache
 
+NUCLEUS_CANDIDATES = 1024  # tokens among which a top-p nucleus is looked for before sorting a whole row
 PREFILL_TOKENS = 1024  # prompt tokens packed into one prefill pass at most (one long prompt may exceed it)
 
 
@@ -337,12 +338,8 @@ class Engine:
             temperature = torch.tensor([requests[i].params.temperature for i in sampled], device=logits.device)
             top_p = torch.tensor([requests[i].params.top_p for i in sampled], device=logits.device)
             probs = torch.softmax(logits[index] / temperature[:, None], dim=-1)
-            probs, order = probs.sort(dim=-1, descending=True)
-            probs = probs * ((probs.cumsum(dim=-1) - probs) < top_p[:, None])  # the top token always stays
-            cdf = probs.cumsum(dim=-1)
             draws = torch.tensor([requests[i].rng.random() for i in sampled], device=logits.device)
-            pick = torch.searchsorted(cdf, (draws * cdf[:, -1])[:, None]).clamp(max=cdf.shape[-1] - 1)
-            tokens[index] = order.gather(1, pick)[:, 0]
+            tokens[index] = _draw(probs, top_p, draws)
         chosen = logprobs.gather(1, tokens[:, None])[:, 0]
         return tokens.tolist(), chosen.tolist()
 
@@ -396,6 +393,37 @@ class Engine:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _draw(probs: torch.Tensor, top_p: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    """Sample one token per row of ``probs`` with uniform ``draws``, within each row's top-``top_p`` nucleus.
+
+    Sorting the whole vocabulary every step costs more than the model's forward pass, so the
+    nucleus is looked for among the `NUCLEUS_CANDIDATES` most likely tokens; only a row whose
+    nucleus may reach past them (a very flat distribution) is sorted in full.
+    """
+    tokens = _inverse_cdf(probs, draws)  # top_p == 1: the whole distribution, no sorting
+    rows = (top_p < 1).nonzero()[:, 0]
+    if len(rows):
+        tokens[rows], overflow = _nucleus(probs[rows], top_p[rows], draws[rows], NUCLEUS_CANDIDATES)
+        if overflow.any():
+            wide = rows[overflow]
+            tokens[wide], _ = _nucleus(probs[wide], top_p[wide], draws[wide], probs.shape[-1])
+    return tokens
+
+
+def _nucleus(probs, top_p, draws, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample within each row's nucleus among its ``k`` most likely tokens; also flag rows whose nucleus may reach past ``k``."""
+    k = min(k, probs.shape[-1])
+    top, order = probs.topk(k, dim=-1)
+    before = top.cumsum(dim=-1) - top  # mass of the more likely tokens: the top token always stays
+    picked = order.gather(1, _inverse_cdf(top * (before < top_p[:, None]), draws)[:, None])[:, 0]
+    return picked, (before[:, -1] < top_p) & (k < probs.shape[-1])
+
+
+def _inverse_cdf(probs: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+    cdf = probs.cumsum(dim=-1)
+    return torch.searchsorted(cdf, (draws * cdf[:, -1])[:, None]).clamp(max=probs.shape[-1] - 1)[:, 0]
 
 
 def _fail(request: _Request, error: BaseException) -> None:
