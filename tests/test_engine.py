@@ -82,19 +82,24 @@ async def test_stream_pieces_add_up_to_the_reply(engine):
     assert "".join(pieces) == final.text
 
 
-async def test_a_conversation_reuses_its_computed_beginning(engine_fp32):
+async def test_conversations_reuse_their_computed_beginnings(engine_fp32):
     """Turn 2's prompt starts with turn 1's prompt and reply: only the rest is computed, same result."""
     fresh = Engine(engine_fp32.model, engine_fp32.tokenizer, name="no-prefix-cache", prefix_cache_tokens=0)
     greedy = SamplingParams(temperature=0, max_tokens=16)
-    chat = [{"role": "user", "content": "Write a short paragraph about a lighthouse."}]
-    first = await engine_fp32.generate(engine_fp32.encode_chat(chat), greedy)
-    chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "Now about the sea."}]
-    prompt = engine_fp32.encode_chat(chat)
-    hit = engine_fp32._prefixes.longest(prompt)
-    assert hit is not None and hit[0] >= len(engine_fp32.encode_chat(chat[:1]))
-    reused, recomputed = await engine_fp32.generate(prompt, greedy), await fresh.generate(prompt, greedy)
+    chats = [[{"role": "user", "content": f"Write a short paragraph about {topic}."}] for topic in TOPICS[:4]]
+    firsts = await asyncio.gather(*(engine_fp32.generate(engine_fp32.encode_chat(c), greedy) for c in chats))
+    follow_ups = ["Now about the sea.", "Shorter, please.", "Explain it to a child who asked why it matters.", "Thanks!"]
+    prompts = []
+    for chat, first, follow_up in zip(chats, firsts, follow_ups):
+        chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": follow_up}]
+        prompts.append(engine_fp32.encode_chat(chat))
+        hit = engine_fp32._prefixes.longest(prompts[-1])
+        assert hit is not None and hit[0] >= len(engine_fp32.encode_chat(chat[:1]))
+    reused = await asyncio.gather(*(engine_fp32.generate(p, greedy) for p in prompts))  # one batched pass
+    recomputed = [await fresh.generate(p, greedy) for p in prompts]
     fresh.close()
-    assert reused.token_ids[:10] == recomputed.token_ids[:10]
+    for a, b in zip(reused, recomputed):
+        assert a.token_ids[:10] == b.token_ids[:10]
 
 
 def test_nucleus_sampling_keeps_to_the_nucleus_and_the_distribution():

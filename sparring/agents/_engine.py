@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
 import torch
-from transformers import DynamicCache
 
 from ..errors import BackendError
 
@@ -89,6 +88,7 @@ class _Request:
     logprobs: list[float] = field(default_factory=list)
     streamed: str = ""
     position: int = 0
+    completion: Completion | None = None  # set when finished, handed to the caller after the row is freed
 
     def __post_init__(self):
         self.rng = random.Random(self.params.seed)
@@ -121,9 +121,8 @@ class Engine:
         self.max_positions = getattr(config, "max_position_embeddings", 8192)
         self.eos_ids = _end_token_ids(model, tokenizer)
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self._slots = SlotCache(
-            config.num_hidden_layers, config.num_key_value_heads, head_dim, model.dtype, model.device
-        )
+        self._kv_shape = (config.num_hidden_layers, config.num_key_value_heads, head_dim)
+        self._slots = SlotCache(*self._kv_shape, model.dtype, model.device)
         self._rows: list[_Request] = []
         self._prefixes = PrefixCache(prefix_cache_tokens)
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -235,13 +234,15 @@ class Engine:
 
     def _prefill(self, requests: list[_Request]) -> None:
         """Compute the prompts of ``requests`` (reusing stored beginnings), then give each a row."""
-        fresh = []
+        fresh, known = [], []
         for request in requests:
             hit = self._prefixes.longest(request.prompt_ids) if self._prefixes.max_tokens else None
             if hit is None:
                 fresh.append(request)
             else:
-                self._prefill_after(request, *hit)
+                known.append((request, *hit))
+        if known:
+            self._prefill_after(known)
         if fresh:
             self._prefill_packed(fresh)
 
@@ -272,22 +273,39 @@ class Engine:
             for a, b in zip(starts, ends.tolist())
         ])
 
-    def _prefill_after(self, request: _Request, matched: int, keys: list, values: list) -> None:
-        """Compute only the part of the prompt past its first ``matched`` tokens, whose keys and values are known."""
+    def _prefill_after(self, known: list[tuple[_Request, int, list, list]]) -> None:
+        """Compute only the part of each prompt past its known beginning, all in one forward pass.
+
+        The known keys and values go into the rows of a scratch `SlotCache`; the rest of each
+        prompt is left-padded to one width and written after them, so every row's last column
+        holds its last prompt token.
+        """
         device = self.model.device
-        suffix = torch.tensor([request.prompt_ids[matched:]], device=device)
-        positions = torch.arange(matched, len(request.prompt_ids), device=device)[None]
-        cache = DynamicCache(ddp_cache_data=list(zip(keys, values)))
-        out = self.model(input_ids=suffix, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        layers = out.past_key_values.layers
-        self._start([request], out.logits[:, -1, :], [([l.keys for l in layers], [l.values for l in layers])])
+        suffixes = [request.prompt_ids[matched:] for request, matched, _, _ in known]
+        width = max(len(suffix) for suffix in suffixes)
+        scratch = SlotCache(*self._kv_shape, self.model.dtype, device, rows=len(known),
+                            capacity=max(matched for _, matched, _, _ in known) + width)
+        for _, _, keys, values in known:
+            scratch.add(keys, values)
+        pad = [0] * width
+        ids = torch.tensor([pad[len(x):] + x for x in suffixes], device=device)
+        real = torch.tensor([pad[len(x):] + [1] * len(x) for x in suffixes], device=device)
+        positions = torch.tensor([pad[len(x):] + list(range(m, m + len(x))) for x, (_, m, _, _) in zip(suffixes, known)],
+                                 device=device)
+        cache = scratch.step_cache(real)
+        out = self.model(input_ids=ids, position_ids=positions, attention_mask=scratch.attention_mask(width),
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        scratch.advance(width)
+        self._start([request for request, *_ in known], out.logits[:, -1, :], [scratch.row(i) for i in range(len(known))])
 
     def _start(self, requests: list[_Request], logits: torch.Tensor, states: list[tuple[list, list]]) -> None:
         """Sample each prefilled request's first token; unless that ends it, move its keys and values into a row."""
         tokens, logprobs = self._sample(logits, requests)
         for request, token, logprob, (keys, values) in zip(requests, tokens, logprobs, states):
             request.position = len(request.prompt_ids)
-            if not self._accept(request, [token], [logprob]):
+            if self._accept(request, [token], [logprob]):
+                _resolve(request)
+            else:
                 self._slots.add(keys, values)
                 self._rows.append(request)
 
@@ -296,10 +314,8 @@ class Engine:
         if not self._prefixes.max_tokens:
             return
         ids = (request.prompt_ids + request.generated)[: request.position]  # a stop string may have cut tokens
-        start = self._slots.length - request.position
-        keys = [k[row : row + 1, :, start : start + len(ids)].clone() for k in self._slots.keys]
-        values = [v[row : row + 1, :, start : start + len(ids)].clone() for v in self._slots.values]
-        self._prefixes.put(ids, keys, values)
+        keys, values = self._slots.row(row)
+        self._prefixes.put(ids, [k[:, :, : len(ids)] for k in keys], [v[:, :, : len(ids)] for v in values])
 
     def _decode_step(self) -> None:
         rows = self._rows
@@ -321,11 +337,14 @@ class Engine:
             request.position += 1
             if request.future.cancelled() or self._accept(request, [tokens[index]], [logprobs[index]]):
                 finished.append(index)
+        done = [rows[index] for index in finished]
         for index in reversed(finished):  # reversed: a removal moves the last row into `index`
             self._remember(index, rows[index])
             self._slots.remove(index)
             rows[index] = rows[-1]
             rows.pop()
+        for request in done:  # only now: a caller's next prompt can reuse what was just stored
+            _resolve(request)
 
     def _sample(self, logits: torch.Tensor, requests: list[_Request]) -> tuple[list[int], list[float]]:
         """Pick the next token of each row under its own settings; return tokens and their logprobs."""
@@ -379,9 +398,7 @@ class Engine:
         del request.logprobs[len(request.generated) :]
         if request.on_text is not None and len(text) > len(request.streamed):
             request.on_text(text[len(request.streamed) :])
-        completion = Completion(text, request.generated, request.logprobs, reason, len(request.prompt_ids))
-        if not request.future.done():
-            request.future.set_result(completion)
+        request.completion = Completion(text, request.generated, request.logprobs, reason, len(request.prompt_ids))
         return True
 
     def _tokens_within(self, ids: list[int], chars: int) -> int:
@@ -424,6 +441,11 @@ def _nucleus(probs, top_p, draws, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _inverse_cdf(probs: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
     cdf = probs.cumsum(dim=-1)
     return torch.searchsorted(cdf, (draws * cdf[:, -1])[:, None]).clamp(max=probs.shape[-1] - 1)[:, 0]
+
+
+def _resolve(request: _Request) -> None:
+    if request.completion is not None and not request.future.done():
+        request.future.set_result(request.completion)
 
 
 def _fail(request: _Request, error: BaseException) -> None:

@@ -97,31 +97,41 @@ class SlotCache:
         self.mask[last].zero_()
         self.live = last
 
-    def step_cache(self) -> Cache:
-        """A transformers `Cache` over the live rows that writes the next column in place.
+    def step_cache(self, new: torch.Tensor | None = None) -> Cache:
+        """A transformers `Cache` over the live rows that writes the next columns in place.
 
-        Makes room for one more column first; call `advance` after the forward pass.
+        Args:
+            new (`torch.Tensor | None`): ``[live, columns]``, 1 where a row gets a real token
+                (right-aligned suffixes); default one column of real tokens, a decode step.
+
+        Call `advance` with the same number of columns after the forward pass.
         """
-        if self.length == self.capacity:
-            self._make_room()
-        self.mask[: self.live, self.length] = 1
+        columns = 1 if new is None else new.shape[1]
+        if self.length + columns > self.capacity:
+            self._make_room(columns)
+        self.mask[: self.live, self.length : self.length + columns] = 1 if new is None else new
         layers = [_SlotLayer(k, v, self.live, self.length) for k, v in zip(self.keys, self.values)]
         return Cache(layers=layers)
 
-    def attention_mask(self) -> torch.Tensor:
-        """The 2-D attention mask of the live rows, including the column being written."""
-        return self.mask[: self.live, : self.length + 1]
+    def attention_mask(self, columns: int = 1) -> torch.Tensor:
+        """The 2-D attention mask of the live rows, including the columns being written."""
+        return self.mask[: self.live, : self.length + columns]
 
-    def advance(self) -> None:
-        self.length += 1
+    def advance(self, columns: int = 1) -> None:
+        self.length += columns
 
-    def _make_room(self) -> None:
-        """Drop leading columns no live row uses, or grow the buffers when every column is in use."""
+    def row(self, row: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Copies of ``row``'s keys and values at its real tokens, per layer ``[1, kv_heads, tokens, head_dim]``."""
+        used = self.mask[row, : self.length].nonzero()[:, 0]
+        return ([k[row : row + 1, :, used] for k in self.keys], [v[row : row + 1, :, used] for v in self.values])
+
+    def _make_room(self, columns: int) -> None:
+        """Drop leading columns no live row uses, or grow the buffers, until ``columns`` more fit."""
         used = self.mask[: self.live, : self.length].any(dim=0).nonzero()
         first = int(used[0]) if len(used) else self.length
-        if first > self.capacity // 4:
+        if first > self.capacity // 4 and self.length - first + columns <= self.capacity:
             self._shift_left(first)
-        else:
+        while self.length + columns > self.capacity:
             self._resize(rows=self.rows, capacity=self.capacity * 2)
 
     def _shift_left(self, columns: int) -> None:
