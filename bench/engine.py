@@ -102,7 +102,7 @@ def main() -> None:
     tok_b, sec_b = static_batch(model, tokenizer, prompts, args.max_tokens, eos)
 
     engine = Engine(model, tokenizer, name=args.model, max_batch=max(args.requests, 1))
-    asyncio.run(staggered_engine(engine, prompts[:4], 4, 0))  # warm-up
+    asyncio.run(staggered_engine(engine, make_prompts(args.requests + 4)[-4:], 4, 0))  # warm-up, other prompts
     tok_c, sec_c = asyncio.run(staggered_engine(engine, prompts, args.max_tokens, args.stagger_ms / 1000))
     engine.close()
 
