@@ -27,7 +27,10 @@ def server_url():
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sparring.cli", "serve", "--model", MODEL, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # float32: greedy replies then do not depend on batching or on a reused prompt beginning,
+        # so a streamed reply can be compared with a plain one exactly.
+        env={**os.environ, "COLUMNS": "200", "SPARRING_DTYPE": "float32"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
