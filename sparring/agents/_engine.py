@@ -28,6 +28,8 @@ from ._prefix_cache import PrefixCache
 
 NUCLEUS_CANDIDATES = 1024  # tokens among which a top-p nucleus is looked for before sorting a whole row
 PREFILL_TOKENS = 1024  # prompt tokens packed into one prefill pass at most (one long prompt may exceed it)
+ADMIT_TOGETHER = 4  # while rows run, prefill once this many requests wait ...
+ADMIT_WAIT_STEPS = 4  # ... or once the first has waited this many decode steps
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class Engine:
         self._slots = SlotCache(*self._kv_shape, model.dtype, model.device)
         self._rows: list[_Request] = []
         self._prefixes = PrefixCache(prefix_cache_tokens)
+        self._waited = 0  # decode steps a waiting request has been held back
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"sparring-engine:{name}", daemon=True)
@@ -211,7 +214,15 @@ class Engine:
                 _fail(request, closed)
 
     def _admit(self, block: bool) -> None:
-        """Prefill waiting requests into free rows (waiting for one when nothing is running)."""
+        """Prefill waiting requests into free rows (waiting for one when nothing is running).
+
+        A prefill pass stalls every running row, so while rows are running a lone arrival waits
+        a few steps for company (`ADMIT_TOGETHER`, `ADMIT_WAIT_STEPS`).
+        """
+        if self._rows and self._inbox.qsize() < ADMIT_TOGETHER and self._waited < ADMIT_WAIT_STEPS:
+            self._waited += 1 if self._inbox.qsize() else 0
+            return
+        self._waited = 0
         waiting: list[_Request] = []
         tokens = 0
         while len(self._rows) + len(waiting) < self.max_batch and tokens < PREFILL_TOKENS:
