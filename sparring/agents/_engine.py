@@ -247,7 +247,7 @@ class Engine:
         """Compute the prompts of ``requests`` (reusing stored beginnings), then give each a row."""
         fresh, known = [], []
         for request in requests:
-            hit = self._prefixes.longest(request.prompt_ids) if self._prefixes.max_tokens else None
+            hit = self._prefixes.longest(request.prompt_ids)
             if hit is None:
                 fresh.append(request)
             else:
@@ -269,7 +269,8 @@ class Engine:
         segment = torch.cat([torch.full((len(r.prompt_ids),), i, device=device) for i, r in enumerate(requests)])
         causal = positions[:, None] >= positions[None, :]
         mask = (segment[:, None] == segment[None, :]) & causal
-        ends = torch.tensor([len(r.prompt_ids) for r in requests], device=device).cumsum(0)
+        lengths = torch.tensor([len(r.prompt_ids) for r in requests], device=device)
+        ends = lengths.cumsum(0)
         out = self.model(
             input_ids=ids,
             position_ids=positions[None],
@@ -278,10 +279,9 @@ class Engine:
             logits_to_keep=ends - 1,
         )
         layers = out.past_key_values.layers
-        starts = (ends - torch.tensor([len(r.prompt_ids) for r in requests], device=device)).tolist()
         self._start(requests, out.logits[0], [
             ([l.keys[:, :, a:b] for l in layers], [l.values[:, :, a:b] for l in layers])
-            for a, b in zip(starts, ends.tolist())
+            for a, b in zip((ends - lengths).tolist(), ends.tolist())
         ])
 
     def _prefill_after(self, known: list[tuple[_Request, int, list, list]]) -> None:

@@ -75,9 +75,10 @@ class EpisodeTeam:
         schedule = self.protocol.spec.schedule
         if schedule.type == "simultaneous":
             return [list(schedule.order) for _ in range(schedule.rounds)]
-        turns = list(schedule.order) * schedule.rounds
         if schedule.type == "round_robin" and schedule.max_turns is not None:
             turns = [schedule.order[i % len(schedule.order)] for i in range(schedule.max_turns)]
+        else:
+            turns = list(schedule.order) * schedule.rounds
         return [[role] for role in turns]
 
     def _over_budget(self) -> bool:
