@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job on the embedded default model (sets up .venv first if needed): a round of
-# Adversarial Taboo self-play, judged by SPAG's rules, transcripts in runs/main/.
-# (Training on them arrives with the trainer; this becomes a full self-play epoch then.)
+# The main job on the embedded default model (sets up .venv first if needed): one short epoch of
+# SPAG self-play on Adversarial Taboo (play, judge, build the SPAG data, train a LoRA adapter for a
+# few steps, evaluate it against the starting model on held-out words), then the HTML report.
+# GAMES, EVAL_GAMES and STEPS change the sizes; running it again resumes the run in runs/main.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/sparring play adversarial_taboo --model hf:smollm2-135m --games "${GAMES:-32}" \
-    --out runs/main --resume "$@"
+.venv/bin/sparring selfplay --protocol adversarial_taboo --model hf:smollm2-135m --epochs 1 \
+    --games "${GAMES:-48}" --eval-games "${EVAL_GAMES:-16}" --max-steps "${STEPS:-8}" --out runs/main "$@"
+.venv/bin/sparring report runs/main -o runs/main/report.html

@@ -21,7 +21,8 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-MODEL_HELP = "Model spec: hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR."
+MODEL_HELP = ("Model spec: hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR; "
+              "openai:MODEL@URL[,URL2] (vLLM, any OpenAI-compatible server); litellm:PROVIDER/MODEL (API models).")
 
 
 protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_is_help=True)
@@ -29,18 +30,23 @@ app.add_typer(protocols_app, name="protocols")
 
 
 def _fail(error: SparringError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    errors.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
 @app.command()
 def models() -> None:
     """List the known model specs and whether each is available on this machine."""
+    from rich.markup import escape
+
     from .agents._catalog import known_models
 
     table = Table("spec", "model", "available here")
     for entry in known_models():
-        table.add_row(entry.spec, entry.description, "[green]yes[/]" if entry.available else f"[red]no[/]: {entry.note}")
+        table.add_row(escape(entry.spec), escape(entry.description),
+                      "[green]yes[/]" if entry.available else f"[red]no[/]: {escape(entry.note)}")
     console.print(table)
 
 
@@ -80,27 +86,84 @@ def chat(
         raise _fail(error) from None
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def serve(
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
+    ctx: typer.Context,
+    model: str = typer.Option("hf:smollm2-135m", "--model", "-m",
+                              help="embedded: an hf: spec. vllm: an hf: spec without +ADAPTER, a hub id or a model directory."),
     port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes the server to the network."),
-    name: Optional[str] = typer.Option(None, help="Model name clients send (default: the spec)."),
+    name: Optional[str] = typer.Option(None, help="Model name clients send (default: the spec; vllm: the model)."),
+    engine: str = typer.Option("embedded", "--engine", "-e",
+                               help="embedded: sparring's engine in this process (CPU or GPU). "
+                                    "vllm: launch `vllm serve` (GPU; pip install 'sparring\\[vllm]')."),
+    lora: List[str] = typer.Option([], "--lora", help="vllm: NAME=ADAPTER_DIR, a LoRA adapter served as model NAME "
+                                   "(repeatable; turns on --enable-lora)."),
+    enable_lora: bool = typer.Option(False, "--enable-lora", help="vllm: serve with LoRA support even with no --lora."),
+    tensor_parallel: int = typer.Option(1, "--tensor-parallel", min=1, help="vllm: GPUs to shard the model over."),
+    startup_timeout: float = typer.Option(1800, min=1, help="vllm: seconds to wait for the server to become healthy."),
 ) -> None:
-    """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions)."""
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /health).
+
+    With --engine vllm, sparring launches `vllm serve`, waits until it is healthy,
+    prints the spec to play against it, and stops it on Ctrl-C.
+    Arguments after `--` go to `vllm serve` as they are, e.g.
+    `sparring serve -e vllm -m Qwen/Qwen2.5-7B-Instruct -- --gpu-memory-utilization 0.8`.
+    """
+    if engine not in ("embedded", "vllm"):
+        raise typer.BadParameter(f"{engine!r} is not an engine: use embedded or vllm", param_hint="--engine")
+    if engine == "vllm":
+        _serve_vllm(model, host, port, name, _pairs(lora, "--lora"), enable_lora, tensor_parallel,
+                    list(ctx.args), startup_timeout)
+        return
+    vllm_only = {"--lora": lora, "--enable-lora": enable_lora, "--tensor-parallel": tensor_parallel > 1,
+                 " ".join(ctx.args): ctx.args}
+    for given in (flag for flag, used in vllm_only.items() if used):
+        raise _fail(SparringError(f"{given} is for --engine vllm only; the embedded engine takes an adapter in "
+                                  "the spec: --model hf:BASE+ADAPTER_DIR"))
     from .agents import get_engine
     from .server import create_app
 
     try:
-        engine = get_engine(model)
+        loaded = get_engine(model)
     except SparringError as error:
         raise _fail(error) from None
     import uvicorn
 
-    served = name or engine.name
+    served = name or loaded.name
     console.print(f"serving [bold]{served}[/] at http://{host}:{port}/v1 "
-                  f"(spec for sparring: openai:{served}@http://{host}:{port}/v1)", highlight=False)
-    uvicorn.run(create_app(engine, served), host=host, port=port, log_level="warning")
+                  f"(spec for sparring: openai:{served}@http://{_reachable(host)}:{port}/v1)", highlight=False)
+    uvicorn.run(create_app(loaded, served), host=host, port=port, log_level="warning")
+
+
+def _reachable(host: str) -> str:
+    """The host to put in a spec for a server bound to ``host`` (a wildcard address is reached on loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _serve_vllm(model: str, host: str, port: int, name: Optional[str], loras: dict[str, str], enable_lora: bool,
+                tensor_parallel: int, extra: list[str], startup_timeout: float) -> None:
+    """`sparring serve --engine vllm`: run `vllm serve` until Ctrl-C; exit with its code."""
+    from .agents._launcher import run_server, vllm_args, vllm_executable
+
+    served = name or model.removeprefix("hf:")
+    base = f"http://{_reachable(host)}:{port}"
+
+    def ready() -> None:
+        console.print(f"vLLM is serving [bold]{served}[/] at {base}/v1; play against it with", highlight=False)
+        console.print(f"  --model openai:{served}@{base}/v1", highlight=False, markup=False)
+        for adapter in loras:
+            console.print(f"  --model openai:{adapter}@{base}/v1   (adapter {loras[adapter]})", highlight=False, markup=False)
+        console.print("Ctrl-C stops it.", highlight=False)
+
+    try:
+        command = vllm_executable() + vllm_args(model, host=host, port=port, served_name=served, loras=loras,
+                                                enable_lora=enable_lora, tensor_parallel=tensor_parallel, extra=extra)
+        errors.print(f"starting: {' '.join(command)}", highlight=False, markup=False)
+        code = run_server(command, f"{base}/health", timeout=startup_timeout, on_ready=ready)
+    except SparringError as error:
+        raise _fail(error) from None
+    raise typer.Exit(code)
 
 
 def _pairs(items: list[str], option: str) -> dict[str, str]:
@@ -145,28 +208,61 @@ def play(
     resume: bool = typer.Option(False, help="Continue a run in --out: skip episodes already written."),
     set_: List[str] = typer.Option([], "--set", help="VAR=VALUE: fix a variable (YAML value; repeatable)."),
     allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
+    max_error_share: float = typer.Option(0.1, min=0, max=1, help="Exit with code 2 when more than this share of "
+                                          "the episodes played failed (backend errors)."),
 ) -> None:
-    """Play episodes of a protocol; write transcripts; print outcomes, win rates and speed."""
+    """Play episodes of a protocol; write transcripts; print outcomes, win rates and speed.
+
+    An episode whose backend keeps failing is written with status error and the run goes on;
+    `--resume` later replays the failed ones.
+    """
     import asyncio
 
     import yaml
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .agents import ModelSpec
     from .protocols import load_protocol, play as play_protocol, role_models
 
     try:
         loaded = load_protocol(protocol)
         models = role_models(loaded, model, _pairs(role, "--role"))
+        for spec in sorted(set(models.values())):
+            ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
         overrides = {k: yaml.safe_load(v) for k, v in _pairs(set_, "--set").items()}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(f"playing {loaded.name}", total=games)
+            failures: list[str] = []
+
+            def on_episode(episode) -> None:
+                progress.advance(task)
+                if episode.status == "error":
+                    failures.append(episode.error)
+
             summary = asyncio.run(play_protocol(
                 loaded, games, out, models, concurrency=concurrency, seed=seed, resume=resume,
-                overrides=overrides, allow_hooks=allow_hooks, on_episode=lambda _: progress.advance(task)))
+                overrides=overrides, allow_hooks=allow_hooks, on_episode=on_episode))
     except SparringError as error:
         raise _fail(error) from None
     _print_summary(summary)
+    _check_errors(summary.errors, summary.games, failures, max_error_share)
+
+
+def _check_errors(failed: int, played: int, failures: list[str], max_share: float) -> None:
+    """Report failed episodes; exit with code 2 when their share is above ``max_share``."""
+    if not failed:
+        return
+    share = failed / played
+    first = f"first error: {failures[0]}" if failures else ""
+    if share <= max_share:
+        errors.print(f"warning: {failed} of {played} episodes failed ({share:.0%}); {first}", highlight=False,
+                     markup=False, soft_wrap=True)
+        return
+    errors.print(f"error: {failed} of {played} episodes failed ({share:.0%}), more than --max-error-share "
+                 f"{max_share:.0%}; {first}. Fix the backend, then run again with --resume to replay them.",
+                 highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -258,6 +354,314 @@ def protocols_validate(file: Path = typer.Argument(..., help="A protocol .yaml f
     except SparringError as error:
         raise _fail(error) from None
     console.print(f"{file}: ok ({loaded.name}, roles {', '.join(loaded.spec.roles)})", highlight=False)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+data_app = typer.Typer(help="Build training datasets from judged transcripts.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build")
+def data_build(
+    kind: str = typer.Argument(..., help="imitation (winners' turns), spag (SPAG rewards) or saie (learner turns)."),
+    transcripts: List[Path] = typer.Argument(..., help="Transcript .jsonl files (a replayed id counts once)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The dataset directory to write (must be empty or absent)."),
+    roles: List[str] = typer.Option([], "--roles", help="imitation: every turn of these roles; saie: the learner role."),
+    sft_data: Optional[Path] = typer.Option(None, "--sft-data", help="A JSONL of general SFT examples to mix in "
+                                            "(messages, prompt/completion or question/answer)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="The protocol played (default: the "
+                                           "built-in the transcripts name; unknown ones get a plain view)."),
+    drop_reason: List[str] = typer.Option([], "--drop-reason", help="An outcome reason never trained on "
+                                          "(repeatable; default: the protocol's training.drop_reasons)."),
+    seed: int = typer.Option(0, help="Seed of the prompt variation."),
+    vary_prompts: bool = typer.Option(True, help="spag: vary the rules' wording and dialogue format (SPAG)."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty output directory."),
+) -> None:
+    """Turn judged transcripts into a dataset: OUT holds the Hugging Face dataset, data.jsonl and summary.json.
+
+    Rows are chats whose last message is the trained turn, with role, reward, weight, type
+    (game or sft) and episode_id. spag keeps decisive games only (ties, errors and dropped
+    reasons are left out): the winner's turns get rewards growing by 1/0.8 per turn, summing
+    to 1 per game, and each role's samples the weight n_decisive / (2 * n_role_wins).
+    """
+    from .trainer import build_dataset
+
+    try:
+        with console.status(f"building {kind} data"):
+            summary = build_dataset(kind, transcripts, out, roles=list(roles) or None, sft_data=sft_data,
+                                    protocol=protocol, seed=seed, drop_reasons=list(drop_reason) or None,
+                                    vary_prompts=vary_prompts if kind == "spag" else None, overwrite=overwrite)
+    except SparringError as error:
+        raise _fail(error) from None
+    for warning in summary.warnings:
+        errors.print(f"warning: {warning}", highlight=False, markup=False)
+    table = Table("", "count", title=f"{kind} data from {summary.episodes} episodes")
+    table.add_row("games used", str(summary.games_used))
+    for reason, count in sorted(summary.dropped.items(), key=lambda item: -item[1]):
+        table.add_row(f"dropped: {reason}", str(count))
+    for role, count in sorted(summary.role_rows.items()):
+        weight = f" (weight {summary.weights[role]:.3g})" if role in summary.weights else ""
+        table.add_row(f"rows: {role}{weight}", str(count))
+    if summary.gold_rows:
+        table.add_row("rows: gold rationales (in the learner's)", str(summary.gold_rows))
+    if summary.sft_rows:
+        table.add_row("rows: sft", str(summary.sft_rows))
+    table.add_row("[bold]rows[/]", f"[bold]{summary.rows}[/]")
+    console.print(table)
+    console.print(f"dataset: {summary.output}" + ("" if summary.rows else " (no rows: nothing to train on)"),
+                  highlight=False)
+
+
+# --- selfplay ---------------------------------------------------------------------------------
+
+
+@app.command()
+def selfplay(
+    protocol: str = typer.Option("adversarial_taboo", "--protocol", "-p",
+                                 help="A built-in protocol name or a .yaml file: a game (SPAG) or a SAIE discussion."),
+    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
+    epochs: int = typer.Option(3, "--epochs", "-e", min=1, help="Self-play epochs (SPAG: 3)."),
+    games: int = typer.Option(64, "--games", "-n", min=1, help="Episodes played per epoch."),
+    out: Path = typer.Option(Path("runs/selfplay"), "--out", "-o", help="Run directory (epoch_K/ per epoch); resumes."),
+    eval_games: int = typer.Option(32, min=0, help="Evaluation games per epoch against the starting model (0: none)."),
+    eval_questions: Optional[str] = typer.Option(None, help="SAIE: held-out questions for accuracy (a source as in `sparring debate`)."),
+    kind: Optional[str] = typer.Option(None, help="'spag' or 'saie' (default: saie for protocols with a learner role)."),
+    partner: Optional[str] = typer.Option(None, help="SAIE: the frozen partner's model (default: --model)."),
+    imitation: List[Path] = typer.Option([], help="Transcripts for an imitation stage before epoch 1 (repeatable)."),
+    sft_data: Optional[Path] = typer.Option(None, help="General SFT rows mixed into the SPAG data."),
+    holdout: List[str] = typer.Option([], help="Variables evaluation draws afresh (default: those from lists and files)."),
+    seed: int = typer.Option(0, help="Seed of the games and evaluations."),
+    concurrency: int = typer.Option(32, min=1, help="Episodes in flight at once."),
+    max_steps: Optional[int] = typer.Option(None, help="Training steps per epoch (default: one pass over the data)."),
+    train_epochs: Optional[float] = typer.Option(None, help="Passes over each epoch's data (default 1)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the trainer's for LoRA or --full)."),
+    lora_r: Optional[int] = typer.Option(None, help="LoRA rank."),
+    lora_alpha: Optional[int] = typer.Option(None, help="LoRA alpha."),
+    full: bool = typer.Option(False, help="Train all weights instead of a LoRA adapter."),
+    batch_size: Optional[int] = typer.Option(None, help="Per-device batch size."),
+    grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
+    kl_coeff: Optional[float] = typer.Option(None, help="SPAG: KL coefficient to the reference (default 0.2)."),
+    sft_coeff: Optional[float] = typer.Option(None, help="SPAG: weight of the mixed-in SFT loss (default 0.5)."),
+    clip_range: Optional[float] = typer.Option(None, help="SPAG: ratio clip range (default 0.2)."),
+) -> None:
+    """SPAG self-play (or the SAIE loop): each epoch plays, judges, builds data, trains and evaluates.
+
+    Everything lands under OUT/epoch_K/; running the same command again resumes where it stopped.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .trainer import SelfPlay, SelfPlayConfig
+
+    train = {"max_steps": max_steps, "epochs": train_epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha,
+             "full": full or None, "batch_size": batch_size, "grad_accum": grad_accum, "kl_coeff": kl_coeff,
+             "sft_coeff": sft_coeff, "clip_range": clip_range}
+    config = SelfPlayConfig(
+        protocol=protocol, model=model, out=out, epochs=epochs, games=games, eval_games=eval_games,
+        eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
+        sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
+        concurrency=concurrency, train={k: v for k, v in train.items() if v is not None})
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_episode(stage: str, total: int) -> None:
+            if total:
+                tasks[stage] = progress.add_task(stage, total=total)
+            else:
+                progress.advance(tasks[stage])
+
+        try:
+            SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False),
+                     on_episode=on_episode).run()
+        except SparringError as error:
+            raise _fail(error) from None
+    console.print(f"run directory: {out} (report: sparring report {out})", highlight=False)
+
+
+# --- eval ---------------------------------------------------------------------------------------
+
+eval_app = typer.Typer(help="Evaluate models: win rates between two models, accuracy on question sets.",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+def _with_ci(rate: float, ci) -> str:
+    return f"{rate:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+
+
+@eval_app.command("winrate")
+def eval_winrate_command(
+    protocol: str = typer.Option(..., "--protocol", "-p", help="A two-sided protocol: a built-in name or a .yaml file."),
+    model: str = typer.Option(..., "--model", "-m", help="The model evaluated. " + MODEL_HELP),
+    opponent: str = typer.Option(..., "--opponent", help="The model it plays against (same spec forms)."),
+    games: int = typer.Option(32, "--games", "-n", min=1, help="Games in all; half with the model in each role."),
+    out: Path = typer.Option(Path("runs/eval/winrate"), "--out", "-o",
+                             help="Directory for transcripts.jsonl and winrate.json."),
+    seed: int = typer.Option(0, help="Seed: the halves play with seeds 2*SEED and 2*SEED+1."),
+    concurrency: int = typer.Option(32, min=1, help="Games in flight at once."),
+    resume: bool = typer.Option(False, help="Continue an evaluation in --out."),
+    exclude: List[str] = typer.Option([], "--exclude", help="VAR=VALUE: never play this value (held out; repeatable)."),
+) -> None:
+    """Win, loss and tie rates of --model against --opponent, with both role assignments and 95% intervals.
+
+    Half the games put --model in the protocol's first role (e.g. the attacker), half in the others.
+
+    Rates count the games that ended without an error; intervals are Wilson score intervals.
+    """
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .evaluation import eval_winrate
+
+    held_out: dict[str, set] = {}
+    for item in exclude:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected VAR=VALUE, got {item!r}", param_hint="--exclude")
+        held_out.setdefault(key, set()).add(value)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"{protocol}: {model} vs {opponent}", total=games)
+            result = asyncio.run(eval_winrate(protocol, model, opponent, games, out, seed=seed, exclude=held_out or None,
+                                              concurrency=concurrency, resume=resume,
+                                              on_episode=lambda _: progress.advance(task)))
+    except SparringError as error:
+        raise _fail(error) from None
+    total = result.total
+    table = Table("outcome", "games", "rate [95% CI]", title=f"{result.protocol}: {model} vs {opponent}")
+    table.add_row("win", str(total.wins), _with_ci(result.win_rate, result.win_ci))
+    table.add_row("loss", str(total.losses), _with_ci(result.loss_rate, result.loss_ci))
+    table.add_row("tie", str(total.ties), _with_ci(result.tie_rate, result.tie_ci))
+    if total.errors:
+        table.add_row("[red]error[/] (not in rates)", str(total.errors), "-")
+    console.print(table)
+    roles = Table("model's role", "games", "wins", "losses", "ties", "errors")
+    for role, tally in result.by_role.items():
+        roles.add_row(role, str(tally.games), str(tally.wins), str(tally.losses), str(tally.ties), str(tally.errors))
+    console.print(roles)
+    console.print(f"transcripts: {result.path}\nresult: {out / 'winrate.json'}", highlight=False)
+
+
+@eval_app.command("qa")
+def eval_qa_command(
+    questions: str = typer.Option(..., "--questions", "-q",
+                                  help="'arithmetic[:N]', a .jsonl file (question/answer) or a Hugging Face dataset name."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    debate: bool = typer.Option(False, help="Also score a majority vote and a multi-agent debate."),
+    agents: int = typer.Option(3, "--agents", min=1, help="Debaters (with --debate)."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Debate rounds (with --debate)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Use the first N questions only."),
+    out: Path = typer.Option(Path("runs/eval/qa"), "--out", "-o", help="Directory for transcripts.jsonl and accuracy.json."),
+    seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
+    concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
+    resume: bool = typer.Option(False, help="Continue a run in --out."),
+) -> None:
+    """Accuracy of --model on a question set with a 95% interval; with --debate, single agent and debate side by side."""
+    import asyncio
+
+    from .evaluation import eval_qa
+
+    try:
+        with console.status(f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)" if debate else "")):
+            result = asyncio.run(eval_qa(questions, model, out, debate=debate, agents=agents, rounds=rounds,
+                                         limit=limit, seed=seed, concurrency=concurrency, resume=resume))
+    except SparringError as error:
+        raise _fail(error) from None
+    names = {"single_agent": "single agent", "majority_vote": f"majority vote of {agents}, no debate",
+             "debate": f"debate, {agents} agents x {rounds} rounds"}
+    table = Table("method", "correct", "accuracy [95% CI]", title=f"{result.questions} questions, {model}")
+    for name, score in result.methods.items():
+        table.add_row(names[name], f"{score.correct}/{score.total}", _with_ci(score.accuracy, score.ci))
+    console.print(table)
+    if result.errors:
+        errors.print(f"{result.errors} question(s) failed and were not scored", highlight=False)
+    console.print(f"transcripts: {result.path}\nresult: {out / 'accuracy.json'}", highlight=False)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A self-play run directory, or any directory with a transcripts.jsonl."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The HTML file (default: RUN_DIR/report.html)."),
+) -> None:
+    """Write a self-contained HTML report (charts, epochs, transcripts) and the charts as PNG files.
+
+    Win rate per epoch with 95% intervals, outcomes, turns, tokens, throughput, loss, accuracy, transcripts.
+
+    The page needs no server and no network; the PNGs go beside it (report.html -> report_files/).
+    """
+    from .report import build_report
+
+    try:
+        summary = build_report(run_dir, output or run_dir / "report.html")
+    except SparringError as error:
+        raise _fail(error) from None
+    for note in summary.missing:
+        errors.print(f"note: {note}", highlight=False, markup=False)
+    console.print(f"report: {summary.output}\ncharts (PNG): {summary.png_dir} ({len(summary.png_files)} files)",
+                  highlight=False)
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    kind: str = typer.Argument(..., help="sft (imitation; SPAG's imitation stage with --kl-coeff 0.1), spag (SPAG's "
+                               "offline policy loss) or saie (SFT on SAIE learner turns)."),
+    data: Path = typer.Option(..., "--data", "-d", help="A dataset directory from `sparring data build`."),
+    model: str = typer.Option("hf:smollm2-135m", "--model", "-m",
+                              help=MODEL_HELP + " With +ADAPTER, that adapter is continued (still one adapter)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where the adapter goes (must not exist, or be empty)."),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r", min=1, help="LoRA rank [default: 16]; not with --full."),
+    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", min=1, help="LoRA alpha [default: 2 x rank]."),
+    full: bool = typer.Option(False, "--full", help="Train every weight instead of a LoRA adapter."),
+    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the data."),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Optimiser steps at most (overrides --epochs when > 0)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [default: 1e-4 with LoRA, 2e-6 with --full]."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Samples per device per micro-batch."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimiser step."),
+    kl_coeff: Optional[float] = typer.Option(None, "--kl-coeff", min=0,
+                                             help="KL to the reference [default: 0.2 for spag, 0 for sft and saie]."),
+    sft_coeff: float = typer.Option(0.5, "--sft-coeff", min=0, help="spag: weight of the NLL of the sft rows."),
+    clip_range: float = typer.Option(0.2, "--clip-range", min=0, help="spag: ratio clip range; 0 turns it off."),
+    merge: bool = typer.Option(False, "--merge", help="Also write OUTPUT/merged, the base with the adapter merged in."),
+    report_to: str = typer.Option("none", "--report-to",
+                                  help="Where the Trainer also logs: none, tensorboard, wandb, trackio, ... (comma-separated)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and data order."),
+    max_length: int = typer.Option(1024, "--max-length", help="Tokens per sample at most."),
+) -> None:
+    """Train a model on a dataset built from transcripts; write a PEFT adapter that plays as hf:BASE+OUTPUT.
+
+    The loss is printed at each logging step. Runs the same under `accelerate launch` (DDP,
+    DeepSpeed, FSDP: see docs/training.md), e.g.
+    `accelerate launch --config_file sparring/trainer/configs/ddp.yaml -m sparring.cli train spag ...`.
+    """
+    from .trainer import TrainConfig
+    from .trainer import train as run_training
+
+    try:
+        config = TrainConfig(data=data, model=model, output=output, kind=kind, lora_r=lora_r, lora_alpha=lora_alpha,
+                             full=full, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
+                             grad_accum=grad_accum, kl_coeff=kl_coeff, sft_coeff=sft_coeff, clip_range=clip_range,
+                             merge=merge, report_to=report_to, seed=seed, max_length=max_length)
+        result = run_training(config)
+    except SparringError as error:
+        raise _fail(error) from None
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+    console.print(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss {loss}\n"
+                  f"{'model' if full else 'adapter'}: {result.output}"
+                  + (f" (merged model: {result.output / 'merged'})" if merge else "")
+                  + f"\nplay it with: --model {result.play_spec}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -21,3 +21,7 @@ class JudgeError(SparringError):
 
 class TranscriptError(SparringError):
     """A transcript file is missing, unreadable or malformed; the message names the file and line."""
+
+
+class TrainingError(SparringError):
+    """Training could not start or finish: bad settings, an empty dataset or an unusable output directory."""

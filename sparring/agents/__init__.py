@@ -3,7 +3,10 @@
 from ._embedded_client import EmbeddedChatCompletionClient, SparringCreateResult
 from ._engine import Completion, Engine, SamplingParams
 from ._factory import model_client
+from ._litellm_client import LiteLLMChatCompletionClient
 from ._loading import best_dtype, get_engine, load_model
+from ._openai_client import OpenAIServerClient
+from ._remote import FaultPolicy
 from ._spec import DEFAULT_MODEL, ModelSpec, sparring_home
 
 __all__ = [
@@ -11,7 +14,10 @@ __all__ = [
     "Completion",
     "EmbeddedChatCompletionClient",
     "Engine",
+    "FaultPolicy",
+    "LiteLLMChatCompletionClient",
     "ModelSpec",
+    "OpenAIServerClient",
     "SamplingParams",
     "SparringCreateResult",
     "best_dtype",

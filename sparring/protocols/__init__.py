@@ -6,6 +6,7 @@ from ._loader import Protocol, builtin_names, load_protocol, parse_protocol
 from ._play import PlaySummary, play, role_models
 from ._rejudge import rejudge
 from ._schema import ProtocolSpec
+from ._views import TurnView, episode_views
 
 __all__ = [
     "EpisodeTeam",
@@ -14,7 +15,9 @@ __all__ = [
     "PlaySummary",
     "Protocol",
     "ProtocolSpec",
+    "TurnView",
     "builtin_names",
+    "episode_views",
     "load_protocol",
     "parse_protocol",
     "play",

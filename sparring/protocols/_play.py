@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Mapping
 
 
 from ..errors import ProtocolError, SparringError
@@ -87,6 +87,7 @@ async def play(
     overrides: dict[str, Any] | None = None,
     allow_hooks: bool = False,
     on_episode: Callable[[Episode], None] | None = None,
+    exclude: Mapping[str, Collection] | None = None,
 ) -> PlaySummary:
     """Play ``games`` episodes into ``out_dir/transcripts.jsonl``; return the run's summary.
 
@@ -101,9 +102,14 @@ async def play(
         resume (`bool`, defaults to False): skip episodes already written (errors are replayed).
         overrides (`dict`): fixed variable values (``--set``).
         on_episode: called with each episode as it is written (progress bars).
+        exclude (`Mapping[str, Collection]`): variable -> values not to play (held-out evaluation,
+            e.g. ``{"target": words_seen_in_training}``). An episode index whose variables hit one
+            is skipped and later indexes are drawn until ``games`` episodes are found; ids stay
+            those of their indexes, so ``resume`` works as without it.
 
     Raises:
-        `ProtocolError`: the output already holds transcripts and ``resume`` is not set.
+        `ProtocolError`: the output already holds transcripts and ``resume`` is not set; ``exclude``
+            names an unknown variable or leaves too few episodes.
     """
     path = out_dir / TRANSCRIPTS
     if path.exists() and path.stat().st_size and not resume:
@@ -113,7 +119,8 @@ async def play(
     judge = Judge(protocol, allow_hooks)
     clients = clients or spec_clients(models)
     summary = PlaySummary(protocol.name, list(protocol.spec.roles), path=path)
-    todo = [i for i in range(games) if episode_id(protocol.name, i, seed) not in done]
+    indexes = _allowed_indexes(protocol, sampler, games, exclude) if exclude else range(games)
+    todo = [i for i in indexes if episode_id(protocol.name, i, seed) not in done]
     summary.skipped = games - len(todo)
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
@@ -130,6 +137,33 @@ async def play(
         await asyncio.gather(*(one(i) for i in todo))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _allowed_indexes(protocol: Protocol, sampler: VariableSampler, games: int,
+                     exclude: Mapping[str, Collection]) -> list[int]:
+    """The first ``games`` episode indexes whose sampled variables use no excluded value."""
+    unknown = set(exclude) - set(protocol.spec.variables)
+    if unknown:
+        raise ProtocolError(f"exclude: {protocol.name} has no variable {sorted(unknown)[0]!r}; "
+                            f"its variables are {sorted(protocol.spec.variables)}")
+    indexes: list[int] = []
+    index, limit = 0, 100 * games + 1000
+    while len(indexes) < games:
+        if index == limit:
+            raise ProtocolError(f"exclude: only {len(indexes)} of the first {limit} episodes of {protocol.name} avoid "
+                                f"the excluded values of {sorted(exclude)}; exclude fewer values or play fewer games")
+        variables = sampler.sample(index)
+        if not any(_hits(variables[name], values) for name, values in exclude.items()):
+            indexes.append(index)
+        index += 1
+    return indexes
+
+
+def _hits(value: Any, values: Collection) -> bool:
+    try:
+        return value in values
+    except TypeError:  # an unhashable value (a question record) against a set
+        return any(value == other for other in values)
 
 
 def _speakers(protocol: Protocol) -> dict[str, Any]:

@@ -48,6 +48,11 @@ class SamplingSpec(_Strict):
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int | None = Field(None, ge=1, description="New tokens per message at most.")
     stop: list[str] | None = Field(None, description="Strings that end a message.")
+    extra: dict[str, Any] | None = Field(
+        None, description="Backend-specific settings, passed as they are: request fields sent in `extra_body` for "
+        "openai: (e.g. vLLM's top_k, min_p, repetition_penalty), keyword arguments of litellm.acompletion for "
+        "litellm:; the embedded hf: engine ignores them (with a warning).",
+    )
 
     def settings(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -124,6 +129,19 @@ class JudgeSpec(_Strict):
     )
 
 
+class TrainingSpec(_Strict):
+    """How `sparring data build` turns this protocol's transcripts into training data (optional)."""
+
+    drop_reasons: list[str] = Field(
+        default_factory=list,
+        description="Outcome reasons whose games are never trained on (e.g. 'attacker breaks the rules').",
+    )
+    system_variants: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per role, paraphrased Jinja2 system prompts drawn at random for training prompts (SPAG).",
+    )
+
+
 class ProtocolSpec(_Strict):
     """A whole protocol file."""
 
@@ -142,3 +160,6 @@ class ProtocolSpec(_Strict):
         True, description="End the episode at the first deciding message (else play on; the first decision stands)."
     )
     max_total_tokens: int | None = Field(None, ge=1, description="End the episode once its messages used this many tokens.")
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec, description="Settings of `sparring data build` for this protocol's transcripts."
+    )

@@ -1,1 +1,24 @@
 """Training from transcripts: datasets for imitation, SPAG and SAIE, trained with TRL."""
+
+from ._config import TrainConfig, TrainResult
+from ._data import DataSummary, build_dataset
+from ._rewards import RewardAssignment, TurnReward, spag_rewards
+from ._rows import load_rows
+from ._selfplay import EpochRecord, SelfPlay, SelfPlayConfig, play_stats
+from ._train import train
+
+__all__ = [
+    "DataSummary",
+    "EpochRecord",
+    "RewardAssignment",
+    "SelfPlay",
+    "SelfPlayConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TurnReward",
+    "build_dataset",
+    "load_rows",
+    "play_stats",
+    "spag_rewards",
+    "train",
+]

@@ -1,0 +1,248 @@
+"""`LiteLLMChatCompletionClient`: API models (and any LiteLLM provider) as an AutoGen `ChatCompletionClient`.
+
+autogen-ext has no LiteLLM client; this is a thin adapter over ``litellm.acompletion`` with the
+shared fault policy of `_remote` (LiteLLM's own retries are turned off). API keys come from the
+environment only (LiteLLM reads ``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``, ...); a spec that
+carries one is refused, and error messages are scrubbed of every key in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, AsyncGenerator, Mapping, Sequence
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    ChatCompletionTokenLogprob,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+
+from ..errors import BackendError
+from ._embedded_client import SparringCreateResult
+from ._openai_client import MODEL_INFO
+from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, timed, with_retries
+from ._spec import ModelSpec, key_variable
+
+LITELLM_DEFAULTS = FaultPolicy(timeout=120.0, retries=4, backoff=1.0, max_concurrency=16)
+"""Fault settings of ``litellm:`` specs unless the spec's query says otherwise (API rate limits: a lower cap)."""
+FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter",
+                  "tool_calls": "function_calls", "function_call": "function_calls"}
+
+
+def import_litellm():
+    """Import LiteLLM without its network fetch of the model price list (its bundled copy is used)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        import litellm
+    except ImportError:
+        raise BackendError("litellm is not installed: run `pip install litellm`") from None
+    litellm.suppress_debug_info = True  # no "Give Feedback" banners on errors
+    return litellm
+
+
+class LiteLLMChatCompletionClient(ChatCompletionClient):
+    """Chat with a model through LiteLLM (``litellm:PROVIDER/MODEL``).
+
+    Args:
+        spec (`str | ModelSpec`): ``litellm:PROVIDER/MODEL[?key=value&...]``. Query keys: ``timeout``
+            (120 s), ``retries`` (4), ``backoff`` (1 s), ``max_backoff`` (30 s), ``max_concurrency``
+            (16 per provider or ``api_base``), ``logprobs`` and ``token_ids`` (false: set true where the
+            server returns them, e.g. vLLM); any other key is passed to ``litellm.acompletion``, e.g.
+            ``api_base=http://127.0.0.1:8000/v1`` or ``api_version=...``.
+        temperature, top_p, max_tokens, stop, seed: default sampling settings (temperature 0.7 and
+            max_tokens 256 unless given); ``None`` keeps the default.
+        extra (`dict | None`): more keyword arguments for ``litellm.acompletion``.
+
+    Raises:
+        `BackendError`: the spec is malformed or carries a key (set e.g. ``ANTHROPIC_API_KEY`` instead).
+
+    Example:
+        ```python
+        import asyncio
+        from autogen_agentchat.agents import AssistantAgent
+        from sparring.agents import model_client
+
+        async def main():  # with ANTHROPIC_API_KEY set in the environment
+            teacher = model_client("litellm:anthropic/claude-3-5-haiku-latest", max_tokens=64)
+            agent = AssistantAgent("attacker", model_client=teacher)
+            print((await agent.run(task="Describe an apple without naming it.")).messages[-1].content)
+
+        asyncio.run(main())
+        ```
+    """
+
+    def __init__(self, spec: str | ModelSpec, *, temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, stop: list[str] | None = None, seed: int | None = None,
+                 extra: dict[str, Any] | None = None):
+        parsed = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+        if parsed.scheme != "litellm":
+            raise BackendError(f"LiteLLMChatCompletionClient takes litellm:PROVIDER/MODEL specs, not {str(parsed)!r}")
+        self.spec, self.model = str(parsed), parsed.model
+        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop, "seed": seed}
+        self.settings = RemoteSettings.build(parsed.options, LITELLM_DEFAULTS, False, sampling, extra)
+        base = self.settings.sampling.get("api_base")
+        self._where = f"{self.model}" + (f" at {base}" if base else "")
+        self._endpoint_key = f"litellm:{base or parsed.provider}"
+        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self.last_result: SparringCreateResult | None = None
+        """The latest result, with token ids where the server returned them."""
+
+    def _request(self, messages: Sequence[LLMMessage], extra_create_args: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs = {**self.settings.sampling, **extra_create_args}
+        if self.settings.logprobs:
+            kwargs["logprobs"] = True
+        if self.settings.token_ids:
+            kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), "return_token_ids": True}
+        if kwargs.get("api_base") and _needs_placeholder_key(self.model, kwargs["api_base"]):
+            kwargs["api_key"] = "EMPTY"  # a local server needs no key, but LiteLLM's OpenAI path wants one
+        kwargs.update(model=self.model, messages=to_litellm_messages(messages), timeout=self.settings.policy.timeout,
+                      num_retries=0, max_retries=0)
+        return kwargs
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence = [],
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> SparringCreateResult:
+        """Generate one reply, retrying on faults."""
+        check_request(self.spec, tools, json_output)
+        litellm = import_litellm()
+        kwargs = self._request(messages, extra_create_args)
+        gate = endpoint(self._endpoint_key, self.settings.policy.max_concurrency)
+
+        async def attempt():
+            async with gate.slot():
+                return await timed(litellm.acompletion(**kwargs), self.settings.policy)
+
+        response = await with_retries(attempt, self.settings.policy, self._where, self._hint)
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        self._count(RequestUsage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0))
+        content = getattr(choice.logprobs, "content", None) if getattr(choice, "logprobs", None) else None
+        self.last_result = SparringCreateResult(
+            finish_reason=FINISH_REASONS.get(choice.finish_reason or "", "unknown"),
+            content=choice.message.content or "",
+            usage=self._last,
+            cached=False,
+            logprobs=[ChatCompletionTokenLogprob(token=t.token, logprob=t.logprob, bytes=t.bytes) for t in content]
+            if content else None,
+            token_ids=(getattr(choice, "provider_specific_fields", None) or {}).get("token_ids"),
+        )
+        return self.last_result
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence = [],
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+        include_usage: bool | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        """Yield the reply's text in pieces, then a `CreateResult` (retries only until the stream opens)."""
+        check_request(self.spec, tools, json_output)
+        litellm = import_litellm()
+        kwargs = {**self._request(messages, extra_create_args), "stream": True,
+                  "stream_options": {"include_usage": True}}
+        gate = endpoint(self._endpoint_key, self.settings.policy.max_concurrency)
+        async with gate.slot():
+            stream = await with_retries(lambda: timed(litellm.acompletion(**kwargs), self.settings.policy),
+                                        self.settings.policy, self._where, self._hint)
+            pieces, finish, usage = [], None, None
+            try:
+                async for chunk in stream:
+                    usage = getattr(chunk, "usage", None) or usage
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        if choice.delta.content:
+                            pieces.append(choice.delta.content)
+                            yield choice.delta.content
+            except Exception as error:
+                import openai
+
+                if isinstance(error, openai.APIError):
+                    raise BackendError(f"{self._where}: {describe(error)}{self._hint(error)}") from None
+                raise
+        self._count(RequestUsage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0))
+        yield CreateResult(finish_reason=FINISH_REASONS.get(finish or "", "unknown"), content="".join(pieces),
+                           usage=self._last, cached=False)
+
+    def _hint(self, error: BaseException) -> str:
+        if getattr(error, "status_code", None) in (401, 403):
+            return f"; set {key_variable('litellm', self.model)} in the environment"
+        return ""
+
+    def _count(self, usage: RequestUsage) -> None:
+        self._last = usage
+        self._total = RequestUsage(prompt_tokens=self._total.prompt_tokens + usage.prompt_tokens,
+                                   completion_tokens=self._total.completion_tokens + usage.completion_tokens)
+
+    def actual_usage(self) -> RequestUsage:
+        return self._last
+
+    def total_usage(self) -> RequestUsage:
+        return self._total
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
+        """LiteLLM's count for this model (its tokenizer where it knows one, else an OpenAI encoding)."""
+        return import_litellm().token_counter(model=self.model, messages=to_litellm_messages(messages))
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
+        try:
+            limit = import_litellm().get_max_tokens(self.model)
+        except Exception:  # LiteLLM raises a bare Exception for models it does not list
+            limit = None
+        if not limit:
+            raise BackendError(f"{self.spec}: LiteLLM does not know this model's context length; give AutoGen's "
+                               "TokenLimitedChatCompletionContext an explicit token_limit")
+        return limit - self.count_tokens(messages)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return self.model_info  # type: ignore[return-value]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return MODEL_INFO
+
+    async def close(self) -> None:
+        """Nothing to release: LiteLLM keeps its own shared HTTP sessions."""
+
+
+def _needs_placeholder_key(model: str, api_base: str) -> bool:
+    """Whether LiteLLM finds no key for ``model`` in the environment (then a local server gets ``EMPTY``)."""
+    return not import_litellm().validate_environment(model=model, api_base=api_base).get("keys_in_environment")
+
+
+def to_litellm_messages(messages: Sequence[LLMMessage]) -> list[dict]:
+    """AutoGen messages as OpenAI-style ``{"role", "content"}`` dicts, the format LiteLLM takes."""
+    chat = []
+    for message in messages:
+        if isinstance(message, SystemMessage):
+            chat.append({"role": "system", "content": message.content})
+        elif isinstance(message, UserMessage) and isinstance(message.content, str):
+            chat.append({"role": "user", "content": message.content})
+        elif isinstance(message, AssistantMessage) and isinstance(message.content, str):
+            chat.append({"role": "assistant", "content": message.content})
+        else:
+            raise BackendError(f"litellm: specs take text messages only, not {type(message).__name__} with "
+                               f"{type(getattr(message, 'content', None)).__name__} content")
+    return chat

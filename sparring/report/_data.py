@@ -1,0 +1,276 @@
+"""Read what a run directory holds, coping with every missing or damaged piece.
+
+Two layouts are understood: a self-play run (``selfplay.json`` and ``epoch_K/`` folders, see
+`sparring.trainer`) and a plain play or evaluation output (``transcripts.jsonl``, perhaps a
+``winrate.json`` or ``accuracy.json``), shown as a single group. Anything absent is noted in
+``missing``, in words, and the report goes on without it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SparringError
+from ..transcripts import Episode, latest_by_id, read_transcripts
+
+TRANSCRIPTS = "transcripts.jsonl"
+_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+_PROMPT_ROLES = {"system", "user"}
+
+
+class ReportError(SparringError):
+    """A report could not be made: the directory holds nothing a report can show."""
+
+
+@dataclass
+class PlayStats:
+    """What one group of episodes played: counts, outcomes, tokens and speed."""
+
+    games: int = 0
+    errors: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    wins: Counter = field(default_factory=Counter)
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    turns: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+    @property
+    def judged(self) -> int:
+        return self.games - self.errors
+
+    @property
+    def decisive(self) -> int:
+        return sum(self.wins.values())
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def episodes_per_minute(self) -> float:
+        return 60 * self.games / self.seconds if self.seconds else 0.0
+
+    @property
+    def mean_turns(self) -> float:
+        return statistics.fmean(self.turns) if self.turns else 0.0
+
+    @classmethod
+    def of(cls, episodes: list[Episode], recorded: dict[str, Any] | None = None) -> PlayStats:
+        """Counted from the transcripts; speed from ``recorded`` (``epoch.json``'s ``play``) where it says."""
+        stats = cls()
+        starts, ends = [], []
+        for episode in episodes:
+            stats.games += 1
+            stats.turns.append(sum(m.role not in _PROMPT_ROLES for m in episode.messages))
+            tokens = episode.usage.get("completion_tokens") or sum((m.usage or {}).get("completion_tokens", 0)
+                                                                   for m in episode.messages)
+            stats.tokens.append(tokens)
+            stats.completion_tokens += tokens
+            if "started" in episode.timings:
+                starts.append(episode.timings["started"])
+                ends.append(episode.timings["started"] + episode.timings.get("seconds", 0.0))
+            if episode.status != "ok" or episode.outcome is None:
+                stats.errors += 1
+                continue
+            stats.reasons[episode.outcome.reason] += 1
+            if episode.outcome.winner is not None:
+                stats.wins[episode.outcome.winner] += 1
+        stats.seconds = max(ends) - min(starts) if starts else 0.0
+        recorded = recorded or {}
+        seconds, tokens = recorded.get("seconds"), recorded.get("completion_tokens")
+        if isinstance(seconds, (int, float)) and seconds > 0:  # the run's own clock, covering gaps between episodes
+            stats.seconds = float(seconds)
+            stats.completion_tokens = int(tokens) if isinstance(tokens, (int, float)) else stats.completion_tokens
+        return stats
+
+
+@dataclass
+class Group:
+    """One epoch of a self-play run, or the whole of a plain run.
+
+    Args:
+        label (`str`): ``"epoch 2"`` or ``"run"``.
+        number (`int | None`): the epoch number (None for a plain run).
+        path (`Path`): its folder.
+        info (`dict | None`): ``epoch.json``.
+        games (`list[Episode]`): its played episodes (latest record per id).
+        eval_games (`list[Episode]`): its evaluation episodes.
+        winrate (`dict | None`), accuracy (`dict | None`): the evaluation results.
+        training_log (`list[dict] | None`): the trainer's log history.
+        stats (`PlayStats`): counted from ``games``.
+    """
+
+    label: str
+    number: int | None
+    path: Path
+    info: dict[str, Any] | None = None
+    games: list[Episode] = field(default_factory=list)
+    eval_games: list[Episode] = field(default_factory=list)
+    winrate: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None
+    training_log: list[dict[str, Any]] | None = None
+    stats: PlayStats = field(default_factory=PlayStats)
+
+    @property
+    def losses(self) -> list[tuple[float, float]]:
+        """(step, loss) points of the training log."""
+        points = []
+        for entry in self.training_log or []:
+            if isinstance(entry, dict) and isinstance(entry.get("loss"), (int, float)):
+                points.append((float(entry.get("step", len(points) + 1)), float(entry["loss"])))
+        return points
+
+
+@dataclass
+class Run:
+    """A run directory as the report sees it."""
+
+    path: Path
+    kind: str  # "selfplay" or "play"
+    settings: dict[str, Any] | None
+    groups: list[Group]
+    missing: list[str]
+
+    @property
+    def protocol(self) -> str | None:
+        if self.settings and self.settings.get("protocol"):
+            return str(self.settings["protocol"])
+        episode = next((e for g in self.groups for e in g.games + g.eval_games), None)
+        return episode.protocol.name if episode else None
+
+    @property
+    def episodes(self) -> int:
+        return sum(len(g.games) for g in self.groups)
+
+    def short(self, spec: str) -> str:
+        """A model spec with this run's directory left out of adapter paths (``hf:base+epoch_1/adapter``)."""
+        for prefix in {f"{self.path}/", f"{self.path.resolve()}/"}:
+            spec = spec.replace(prefix, "")
+        return spec
+
+
+def load_run(path: Path) -> Run:
+    """Read a self-play run directory or a plain play/evaluation directory.
+
+    Raises:
+        `ReportError`: ``path`` is not a directory, or holds neither ``epoch_K/`` folders nor a
+            ``transcripts.jsonl``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path} is not a directory: pass the --out directory of `sparring selfplay` or `sparring play`")
+    missing: list[str] = []
+    epochs = sorted((int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _EPOCH_DIR.match(p.name)))
+    settings = _json(path / "selfplay.json", missing, path, dict)
+    if epochs:
+        if settings is None and not (path / "selfplay.json").exists():
+            missing.append("selfplay.json (the run's settings) is missing")
+        groups = [_epoch(number, folder, missing, path) for number, folder in epochs]
+        return Run(path, "selfplay", settings, groups, missing)
+    if not (path / TRANSCRIPTS).is_file():
+        raise ReportError(f"{path} holds neither epoch_K/ folders nor a {TRANSCRIPTS}: point `sparring report` at the "
+                          "--out directory of `sparring selfplay`, `sparring play` or `sparring eval`")
+    group = Group("run", None, path, games=_episodes(path / TRANSCRIPTS, missing, path))
+    _evaluation(group, path, missing, path)
+    group.stats = PlayStats.of(group.games)
+    return Run(path, "play", settings, [group], missing)
+
+
+def _epoch(number: int, folder: Path, missing: list[str], root: Path) -> Group:
+    group = Group(f"epoch {number}", number, folder)
+    group.info = _json(folder / "epoch.json", missing, root, dict)
+    info = group.info or {}
+    where = f"epoch {number}"
+    if group.info is None and not (folder / "epoch.json").exists():
+        missing.append(f"{where}: no epoch.json (the epoch was interrupted or is still running)")
+    if (folder / "games" / TRANSCRIPTS).is_file():
+        group.games = _episodes(folder / "games" / TRANSCRIPTS, missing, root)
+    elif number > 0:
+        missing.append(f"{where}: no games/{TRANSCRIPTS} (no games played yet)")
+    group.stats = PlayStats.of(group.games, info.get("play") if isinstance(info.get("play"), dict) else None)
+    group.training_log = _json(folder / "adapter" / "training_log.json", missing, root, list)
+    if group.training_log is None and not (folder / "adapter" / "training_log.json").exists():
+        note = info.get("note") if info.get("trained") is False else None
+        missing.append(f"{where}: no adapter/training_log.json ({note or 'not trained yet'})")
+    if (folder / "eval" / TRANSCRIPTS).is_file():
+        group.eval_games = _episodes(folder / "eval" / TRANSCRIPTS, missing, root)
+    _evaluation(group, folder / "eval", missing, root)
+    recorded = info.get("eval") if isinstance(info.get("eval"), dict) else None
+    group.winrate = group.winrate or _winrate(recorded)
+    group.accuracy = group.accuracy or _accuracy(recorded)
+    if group.winrate is None and group.accuracy is None and number > 0:
+        missing.append(f"{where}: no evaluation (eval/winrate.json or eval/accuracy.json)")
+    return group
+
+
+def _evaluation(group: Group, folder: Path, missing: list[str], root: Path) -> None:
+    """Read ``winrate.json`` and ``accuracy.json`` of ``folder`` into the group, noting unusable ones."""
+    for name, clean, attribute in (("winrate.json", _winrate, "winrate"), ("accuracy.json", _accuracy, "accuracy")):
+        loaded = _json(folder / name, missing, root, dict)
+        setattr(group, attribute, clean(loaded))
+        if loaded is not None and getattr(group, attribute) is None:
+            missing.append(f"{(folder / name).relative_to(root)} holds no usable figures; left out")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _interval(value: Any) -> list[float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+def _winrate(data: Any) -> dict[str, Any] | None:
+    """A win-rate record with numeric rates and intervals (None without a numeric ``win_rate``)."""
+    if not isinstance(data, dict) or _number(data.get("win_rate")) is None:
+        return None
+    clean = dict(data)
+    for key in ("win", "loss", "tie"):
+        clean[f"{key}_rate"], clean[f"{key}_ci"] = _number(data.get(f"{key}_rate")), _interval(data.get(f"{key}_ci"))
+    return clean
+
+
+def _accuracy(data: Any) -> dict[str, Any] | None:
+    """An accuracy record keeping the methods with a numeric accuracy (None without any)."""
+    methods = data.get("methods") if isinstance(data, dict) else None
+    if not isinstance(methods, dict):
+        return None
+    kept = {name: {**m, "accuracy": _number(m.get("accuracy")), "ci": _interval(m.get("ci"))}
+            for name, m in methods.items() if isinstance(m, dict) and _number(m.get("accuracy")) is not None}
+    return {**data, "methods": kept} if kept else None
+
+
+def _json(file: Path, missing: list[str], root: Path, shape: type) -> Any:
+    """The file's JSON if it is a ``shape`` (dict or list); else None, with a note unless the file is absent."""
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        missing.append(f"{file.relative_to(root)} could not be read ({error}); left out")
+        return None
+    if not isinstance(data, shape):
+        missing.append(f"{file.relative_to(root)} is not a JSON {'object' if shape is dict else 'list'}; left out")
+        return None
+    return data
+
+
+def _episodes(file: Path, missing: list[str], root: Path) -> list[Episode]:
+    try:
+        reader = read_transcripts(file)
+        episodes = list(latest_by_id(reader).values())
+    except (SparringError, OSError) as error:
+        missing.append(f"{file.relative_to(root)} could not be read ({error}); left out")
+        return []
+    if reader.skipped:
+        missing.append(f"{file.relative_to(root)}: skipped {len(reader.skipped)} unreadable line(s)")
+    return episodes

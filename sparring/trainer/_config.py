@@ -1,0 +1,166 @@
+"""Settings of one `sparring train` run, checked before anything heavy is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..agents._spec import ModelSpec
+from ..errors import TrainingError
+
+KINDS = ("sft", "spag", "saie")
+LORA_LR = 1e-4
+FULL_LR = 2e-6
+DEFAULT_LORA_R = 16
+DEFAULT_KL = {"sft": 0.0, "spag": 0.2, "saie": 0.0}
+
+
+@dataclass
+class TrainConfig:
+    """What `train` does: which data, which model, which loss, and the optimiser's settings.
+
+    Args:
+        data (`Path`): a dataset directory written by `sparring data build` (rows as in `load_rows`).
+        model (`str`): the model spec to train, e.g. ``"hf:smollm2-135m"``; with ``+ADAPTER`` that
+            adapter is loaded trainable and continued (the result is still one base plus one adapter).
+        output (`Path`): where the adapter goes; it must not exist yet (or be empty).
+        kind (`str`, defaults to ``"sft"``): ``"sft"`` (TRL `SFTTrainer`, loss on the last assistant turn),
+            ``"spag"`` (SPAG's offline policy loss) or ``"saie"`` (SFT on SAIE learner turns).
+        lora_r (`int | None`, defaults to 16 unless ``full``): LoRA rank; setting it with ``full`` is an error.
+        lora_alpha (`int | None`, defaults to twice ``lora_r``): LoRA scaling numerator.
+        full (`bool`, defaults to False): train every weight instead of a LoRA adapter; the output is
+            then a full model directory (play it as ``hf:OUTPUT``). Not allowed with ``+ADAPTER``.
+        epochs (`float`, defaults to 1.0): passes over the data (SPAG: 1 per self-play round).
+        max_steps (`int`, defaults to -1): optimiser steps at most; overrides ``epochs`` when positive.
+        lr (`float | None`, defaults to 1e-4 with LoRA, 2e-6 with ``full`` (SPAG's setting)): learning rate.
+        batch_size (`int`, defaults to 4): samples per device per micro-batch.
+        grad_accum (`int`, defaults to 1): micro-batches per optimiser step.
+        kl_coeff (`float | None`, defaults to 0.2 for spag, 0.0 for sft and saie): weight of the KL
+            term to the reference model (SPAG's imitation stage uses 0.1 with sft).
+        sft_coeff (`float`, defaults to 0.5): spag only: weight of the NLL of the ``sft`` rows.
+        clip_range (`float | None`, defaults to 0.2): spag only: ratio clip ``[1-c, 1+c]``; 0 or None turns
+            clipping off.
+        merge (`bool`, defaults to False): also write ``OUTPUT/merged``, the base with the adapter merged in.
+        report_to (`str`, defaults to ``"none"``): transformers' ``report_to`` ("none", "tensorboard",
+            "wandb", "trackio", ... or comma-separated).
+        seed (`int`, defaults to 0): seed for initialisation and data order.
+        max_length (`int`, defaults to 1024): tokens per sample at most (the prompt is cut from the left).
+        logging_steps (`float`, defaults to 0.05): log every N steps, or every fraction of the run when < 1.
+
+    Raises:
+        `TrainingError`: a setting is out of range or two settings contradict each other.
+
+    Example:
+        >>> TrainConfig(data=Path("d"), model="hf:smollm2-135m", output=Path("o"), kind="spag").kl_coeff
+        0.2
+    """
+
+    data: Path
+    model: str
+    output: Path
+    kind: str = "sft"
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    full: bool = False
+    epochs: float = 1.0
+    max_steps: int = -1
+    lr: float | None = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    kl_coeff: float | None = None
+    sft_coeff: float = 0.5
+    clip_range: float | None = 0.2
+    merge: bool = False
+    report_to: str = "none"
+    seed: int = 0
+    max_length: int = 1024
+    logging_steps: float = field(default=0.05)
+
+    def __post_init__(self) -> None:
+        self.data, self.output = Path(self.data), Path(self.output)
+        if self.kind not in KINDS:
+            raise TrainingError(f"kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        spec = ModelSpec.parse(self.model)
+        if self.full:
+            if self.lora_r is not None or self.lora_alpha is not None:
+                raise TrainingError("--full trains every weight: drop --lora-r/--lora-alpha, or drop --full for LoRA")
+            if spec.adapter:
+                raise TrainingError(f"--full with an adapter spec ({self.model}): merge the adapter into a full model "
+                                    "first (sparring train ... --merge writes OUTPUT/merged), or train LoRA")
+            if self.merge:
+                raise TrainingError("--merge merges a LoRA adapter: with --full the output is already a full model")
+        else:
+            self.lora_r = DEFAULT_LORA_R if self.lora_r is None else self.lora_r
+            self.lora_alpha = 2 * self.lora_r if self.lora_alpha is None else self.lora_alpha
+            _check(self.lora_r >= 1, "lora_r", self.lora_r, "at least 1")
+            _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "positive")
+        if self.lr is None:
+            self.lr = FULL_LR if self.full else LORA_LR
+        if self.kl_coeff is None:
+            self.kl_coeff = DEFAULT_KL[self.kind]
+        if not self.clip_range:
+            self.clip_range = None
+        _check(self.lr > 0, "lr", self.lr, "positive")
+        _check(self.epochs > 0, "epochs", self.epochs, "positive")
+        _check(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps, "-1 (use epochs) or >= 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
+        _check(self.grad_accum >= 1, "grad_accum", self.grad_accum, "at least 1")
+        _check(self.kl_coeff >= 0, "kl_coeff", self.kl_coeff, "0 or more")
+        _check(self.sft_coeff >= 0, "sft_coeff", self.sft_coeff, "0 or more")
+        _check(self.clip_range is None or 0 < self.clip_range < 1, "clip_range", self.clip_range,
+               "between 0 and 1 (0 turns clipping off)")
+        _check(self.max_length >= 32, "max_length", self.max_length, "at least 32")
+        _check(self.logging_steps > 0, "logging_steps", self.logging_steps, "positive")
+        if self.output.resolve() == self.data.resolve():
+            raise TrainingError(f"--output {self.output} is the data directory: write the adapter somewhere else")
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The parsed model spec."""
+        return ModelSpec.parse(self.model)
+
+    def trainer_kwargs(self, output_dir: Path) -> dict:
+        """The transformers `TrainingArguments` both trainers share (so `sft` and `spag` compare fairly)."""
+        from ._model import training_dtype
+
+        import torch
+
+        return dict(
+            output_dir=str(output_dir), per_device_train_batch_size=self.batch_size,
+            gradient_accumulation_steps=self.grad_accum, learning_rate=self.lr, num_train_epochs=self.epochs,
+            max_steps=self.max_steps, logging_steps=self.logging_steps, seed=self.seed,
+            report_to=[name.strip() for name in self.report_to.split(",")] if "," in self.report_to else self.report_to,
+            bf16=training_dtype() == torch.bfloat16, gradient_checkpointing=False, save_strategy="no",
+            disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+
+    def to_dict(self) -> dict:
+        """The settings as JSON-ready values (paths as strings)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Args:
+        output (`Path`): the adapter directory (a full model directory with ``full``).
+        steps (`int`): optimiser steps taken.
+        final_loss (`float | None`): the last logged training loss.
+        seconds (`float`): wall time of the run, loading included.
+        log_history (`list[dict]`): the Trainer's logs (also in ``OUTPUT/training_log.json``).
+        play_spec (`str`): the model spec that plays the result, e.g. ``hf:smollm2-135m+OUTPUT``.
+    """
+
+    output: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    log_history: list[dict]
+    play_spec: str = ""
+
+
+def _check(ok: bool, name: str, value, allowed: str) -> None:
+    if not ok:
+        raise TrainingError(f"{name}={value!r}: must be {allowed} (--{name.replace('_', '-')})")

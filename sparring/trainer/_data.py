@@ -1,0 +1,327 @@
+"""Transcripts to training datasets: imitation, SPAG and SAIE rows (DESIGN §3.4).
+
+Every row is one trained assistant turn: ``messages`` (the chat its speaker saw, rebuilt by
+`episode_views`, the turn last), ``role``, ``reward``, ``weight``, ``type`` (``game`` or
+``sft``) and ``episode_id`` (see `_rows`). `build_dataset` writes the rows atomically: the
+directory is built beside the output and renamed into place, so a failure never leaves half a
+dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrainingError, TranscriptError
+from ..protocols import Protocol, builtin_names, load_protocol
+from ..protocols._expressions import render
+from ..protocols._views import TurnView, episode_views, fits, system_prompt, turn_context
+from ..transcripts import Episode, latest_by_id, read_transcripts
+from ._prompt_variants import check_training, varied_chat
+from ._rewards import drop_reason, spag_rewards
+from ._rows import check_output, load_rows, make_row, write_rows
+from ._sft_data import read_sft_data
+
+KINDS = ("imitation", "spag", "saie")
+SAIE_ROLE = "learner"
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSummary:
+    """What `build_dataset` read, used and dropped.
+
+    Args:
+        kind (`str`): ``imitation``, ``spag`` or ``saie``.
+        episodes (`int`): episodes read (the latest record per id).
+        games_used (`int`): episodes that gave rows (spag: the decisive games, ``n_decisive``).
+        rows (`int`): rows written; ``game_rows`` from episodes (gold rationales included),
+            ``sft_rows`` from ``--sft-data``; ``gold_rows``: SAIE's gold-rationale fallbacks.
+        dropped (`dict[str, int]`): reason -> count: episodes (``error``, ``tie``, an outcome
+            reason such as ``attacker breaks the rules`` or ``incorrect``), ``malformed line``
+            (transcript lines skipped) and, for saie, ``no gold rationale`` (questions).
+        role_rows (`dict[str, int]`): game rows per role.
+        weights (`dict[str, float]`): spag: each role's sample weight.
+        warnings (`list[str]`): e.g. a protocol whose hash differs from the transcripts'.
+        output (`str | None`): the dataset directory.
+    """
+
+    kind: str
+    episodes: int = 0
+    games_used: int = 0
+    rows: int = 0
+    game_rows: int = 0
+    sft_rows: int = 0
+    gold_rows: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    role_rows: dict[str, int] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    output: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (what ``summary.json`` holds)."""
+        return asdict(self)
+
+
+class _Protocols:
+    """The protocol of each episode: the given one, else the built-in of its ``protocol.name``, else none."""
+
+    def __init__(self, protocol: str | Path | Protocol | None, warnings: list[str]):
+        self.explicit = load_protocol(protocol) if isinstance(protocol, (str, Path)) else protocol
+        self.cache: dict[str, Protocol | None] = {}
+        self.warnings = warnings
+        self._warned: set[tuple] = set()
+        self._checked: set[int] = set()
+
+    def _warn(self, key: tuple, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warnings.append(text)
+            _log.warning(text)
+
+    def get(self, episode: Episode) -> Protocol | None:
+        name = episode.protocol.name
+        if self.explicit is not None:
+            protocol = self.explicit
+        else:
+            if name not in self.cache:
+                self.cache[name] = load_protocol(name) if name in builtin_names() else None
+            protocol = self.cache[name]
+        if protocol is None:
+            self._warn(("plain", name), f"protocol {name!r} is not built in (pass --protocol FILE): its episodes get "
+                                        "a plain view (no system prompt, every earlier message visible)")
+            return None
+        if id(protocol) not in self._checked:
+            check_training(protocol)
+            self._checked.add(id(protocol))
+        if not fits(protocol, episode):
+            self._warn(("fit", name, protocol.name),
+                       f"episodes of {name!r} have speakers that {protocol.name!r} lacks: those get a plain view")
+            return None
+        if episode.protocol.hash and episode.protocol.hash != protocol.hash:
+            self._warn(("hash", name, episode.protocol.hash),
+                       f"transcripts of {name!r} were played under protocol hash {episode.protocol.hash}, but "
+                       f"{protocol.name!r} now hashes to {protocol.hash}: prompts are rebuilt from the current file")
+        return protocol
+
+
+def read_episodes(transcripts: list[Path], summary: DataSummary) -> list[Episode]:
+    """The latest record per id over all files; malformed lines are counted in ``summary.dropped``.
+
+    Raises:
+        `TranscriptError`: a file is missing, empty, or has no readable episode (names file and line).
+    """
+    episodes: list[Episode] = []
+    skipped = 0
+    for path in transcripts:
+        reader = read_transcripts(path)
+        found = list(reader)
+        if not found:
+            if reader.skipped:
+                first = reader.skipped[0]
+                raise TranscriptError(f"{path}:{first.line}: no readable episode in the file ({first.reason}); "
+                                      "is it a sparring transcripts.jsonl?")
+            raise TranscriptError(f"{path}: the transcript file is empty: play episodes into it first")
+        episodes += found
+        skipped += len(reader.skipped)
+    if skipped:
+        summary.dropped["malformed line"] = skipped
+    latest = list(latest_by_id(episodes).values())
+    summary.episodes = len(latest)
+    return latest
+
+
+def _imitation(episodes, protocols, drops, roles, summary) -> list[dict]:
+    rows, dropped = [], Counter()
+    for episode in episodes:
+        reason = drop_reason(episode, drops) if roles is None else _roles_drop(episode, drops)
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        chosen = set(roles) if roles is not None else {episode.outcome.winner}
+        summary.games_used += 1
+        for view in episode_views(protocols.get(episode), episode):
+            if view.role in chosen:
+                rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
+    _merge(summary.dropped, dropped)
+    return rows
+
+
+def _roles_drop(episode: Episode, drops: set[str]) -> str | None:
+    """With ``--roles`` every turn counts, whatever the outcome: only failures and dropped reasons are left out."""
+    if episode.status == "error":
+        return "error"
+    return episode.outcome.reason if episode.outcome is not None and episode.outcome.reason in drops else None
+
+
+def _spag(episodes, protocols, drops, vary, rng, summary) -> list[dict]:
+    assignment = spag_rewards(episodes, drops)
+    by_id = {e.id: e for e in episodes}
+    views: dict[str, dict[int, TurnView]] = {}
+    rows = []
+    for sample in assignment.samples:
+        episode = by_id[sample.episode_id]
+        protocol = protocols.get(episode)
+        if episode.id not in views:
+            views[episode.id] = {v.index: v for v in episode_views(protocol, episode)}
+        view = views[episode.id][sample.index]
+        chat = varied_chat(view, protocol, episode.variables, rng) if vary else view.chat()
+        rows.append(make_row(chat, sample.role, sample.reward, sample.weight, episode.id))
+    summary.games_used = assignment.games_used
+    summary.weights = dict(assignment.weights)
+    _merge(summary.dropped, assignment.dropped)
+    return rows
+
+
+def _question_key(episode: Episode) -> str:
+    item = episode.variables.get("item")
+    if isinstance(item, dict) and item.get("id") is not None:
+        return str(item["id"])
+    return json.dumps(item if item is not None else episode.variables, sort_keys=True, default=str)
+
+
+def gold_solution(variables: dict[str, Any]) -> str | None:
+    """The gold worked solution of a question episode (``item.rationale`` + the answer line), if it has one."""
+    item = variables.get("item")
+    if not isinstance(item, dict) or not item.get("rationale") or item.get("answer") is None:
+        return None
+    answer = str(item["answer"]).strip()
+    final = f"({answer})" if item.get("choices") and len(answer) == 1 else answer
+    return f"{str(item['rationale']).strip()}\nThe answer is {final}."
+
+
+def _first_turn(protocol: Protocol | None, episode: Episode, role: str, gold: str) -> TurnView | None:
+    """The role's first turn of the episode, with the gold text as its reply."""
+    view = next((v for v in episode_views(protocol, episode) if v.role == role), None)
+    if view is not None:
+        return TurnView(view.index, role, view.system, view.context, view.prompt, view.history, gold)
+    if protocol is None or role not in protocol.spec.roles:
+        return None
+    template = protocol.spec.roles[role].prompt
+    prompt = render(template, turn_context(protocol, episode.variables, role)) if template is not None else None
+    return TurnView(0, role, system_prompt(protocol, episode.variables, role), [], prompt, [], gold)
+
+
+def _saie(episodes, protocols, drops, roles, summary) -> list[dict]:
+    learners = set(roles or [SAIE_ROLE])
+    rows, dropped = [], Counter()
+    questions: dict[str, list[Episode]] = {}
+    solved: set[str] = set()
+    for episode in episodes:
+        key = _question_key(episode)
+        questions.setdefault(key, []).append(episode)
+        reason = drop_reason(episode, drops)
+        if reason is None and episode.outcome.winner not in learners:
+            reason = episode.outcome.reason
+        if reason in ("tie", "winner did not speak"):
+            reason = episode.outcome.reason  # e.g. "incorrect": the answer did not match
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        solved.add(key)
+        summary.games_used += 1
+        for view in episode_views(protocols.get(episode), episode):
+            if view.role in learners:
+                rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
+    for key, group in questions.items():
+        if key in solved:
+            continue
+        episode = next((e for e in group if e.status == "ok"), group[0])
+        gold = gold_solution(episode.variables)
+        view = _first_turn(protocols.get(episode), episode, sorted(learners)[0], gold) if gold else None
+        if view is None:
+            dropped["no gold rationale"] += 1
+            continue
+        rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
+        summary.gold_rows += 1
+    _merge(summary.dropped, dropped)
+    return rows
+
+
+def _merge(total: dict[str, int], counts: Counter) -> None:
+    for reason, n in counts.items():
+        total[reason] = total.get(reason, 0) + n
+
+
+def build_dataset(
+    kind: str,
+    transcripts: list[Path],
+    out_dir: Path,
+    *,
+    roles: list[str] | None = None,
+    sft_data: Path | None = None,
+    protocol: str | Path | Protocol | None = None,
+    seed: int = 0,
+    drop_reasons: list[str] | None = None,
+    vary_prompts: bool | None = None,
+    overwrite: bool = False,
+) -> DataSummary:
+    """Build a training dataset from judged transcripts and write it to ``out_dir``.
+
+    Args:
+        kind (`str`): ``imitation`` (the winners' turns, or every turn of ``roles``; reward and
+            weight 1), ``spag`` (SPAG's rewards and role weights over decisive games) or
+            ``saie`` (the learner's turns of correct episodes; the gold rationale for questions
+            never solved).
+        transcripts (`list[Path]`): transcript files; a replayed id counts once (its latest record).
+        out_dir (`Path`): the dataset directory (must be empty or absent unless ``overwrite``).
+        roles (`list[str] | None`): imitation: train on these roles' turns in every non-failed
+            episode; saie: the learner role(s) (default ``learner``).
+        sft_data (`Path | None`): a JSONL of general SFT examples mixed in (type ``sft``, weight 1).
+        protocol (`str | Path | Protocol | None`): the protocol the episodes were played under
+            (default: the built-in named by each record; otherwise a plain view).
+        seed (`int`, defaults to 0): seeds the prompt variation.
+        drop_reasons (`list[str] | None`): outcome reasons never trained on (default: the
+            protocol's ``training.drop_reasons``).
+        vary_prompts (`bool | None`): vary system wording and dialogue format (default: on for spag only).
+        overwrite (`bool`, defaults to False): replace a non-empty ``out_dir``.
+
+    Returns:
+        `DataSummary`: also written to ``out_dir/summary.json``. Zero rows is not an error.
+
+    Raises:
+        `TranscriptError`: a transcript file is missing, empty or unreadable.
+        `TrainingError`: an unknown kind, a bad ``--sft-data`` row, or a non-empty ``out_dir``.
+        `ProtocolError`: the protocol cannot be loaded or its ``training`` section is invalid.
+
+    Example:
+        >>> summary = build_dataset("spag", [Path("runs/play/transcripts.jsonl")], Path("runs/data"))  # doctest: +SKIP
+        >>> summary.rows, summary.dropped  # doctest: +SKIP
+        (14, {'tie': 3, 'attacker breaks the rules': 1})
+    """
+    if kind not in KINDS:
+        raise TrainingError(f"unknown dataset kind {kind!r}: use one of {', '.join(KINDS)}")
+    out_dir = Path(out_dir)
+    check_output(out_dir, overwrite)
+    summary = DataSummary(kind=kind)
+    sft = read_sft_data(Path(sft_data)) if sft_data is not None else []
+    episodes = read_episodes([Path(p) for p in transcripts], summary)
+    protocols = _Protocols(protocol, summary.warnings)
+    if drop_reasons is None:
+        found = [protocols.get(e) for e in episodes]
+        drops = {reason for p in found if p is not None for reason in p.spec.training.drop_reasons}
+    else:
+        drops = set(drop_reasons)
+    rng = random.Random(seed)
+    if kind == "imitation":
+        rows = _imitation(episodes, protocols, drops, roles, summary)
+    elif kind == "spag":
+        rows = _spag(episodes, protocols, drops, kind == "spag" if vary_prompts is None else vary_prompts, rng, summary)
+    else:
+        rows = _saie(episodes, protocols, drops, roles, summary)
+    summary.game_rows = len(rows)
+    summary.role_rows = dict(Counter(r["role"] for r in rows))
+    rows += [make_row(chat, "sft", 0.0, 1.0, "", "sft") for chat in sft]
+    summary.sft_rows, summary.rows = len(sft), len(rows)
+    summary.output = str(out_dir)
+    write_rows(rows, summary.to_dict(), out_dir)
+    return summary
+
+
+__all__ = ["KINDS", "DataSummary", "build_dataset", "gold_solution", "load_rows", "read_episodes"]

@@ -1,0 +1,363 @@
+"""The self-play loop: play, judge, build data, train, evaluate; one directory per epoch.
+
+Each epoch K of ``sparring selfplay`` writes ``OUT/epoch_K/``:
+
+- ``games/transcripts.jsonl``: N episodes with the current model in every role (SAIE: the
+  learner; the partner stays the starting model, frozen);
+- ``data/``: the epoch's training set (SPAG rows, or SAIE learner turns);
+- ``adapter/``: the model trained on it, continuing the previous epoch's adapter, so every
+  epoch is one base plus one adapter; the next epoch plays ``BASE+OUT/epoch_K/adapter``;
+- ``eval/``: the new model against the starting model on held-out variables (games), or its
+  accuracy on held-out questions (SAIE);
+- ``epoch.json``: what happened, written last: an epoch with it is done.
+
+Every stage checks what an earlier, interrupted run left (transcripts resume, a finished data
+set or adapter is kept), so running the same command again goes on where it stopped.
+An optional imitation stage (``epoch_0``) first fine-tunes on given transcripts, e.g. games of
+an API model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..agents import ModelSpec
+from ..errors import TrainingError
+from ..protocols import Protocol, load_protocol, play
+from ..transcripts import latest_by_id, read_transcripts
+
+SETTINGS_FILE = "selfplay.json"
+EPOCH_FILE = "epoch.json"
+NO_DATA = "no training data from this epoch's games ({why}): the model is unchanged and the run goes on"
+# Settings that must match when a run directory is continued.
+_IDENTITY = ("protocol", "model", "kind", "games", "seed")
+
+
+@dataclass
+class SelfPlayConfig:
+    """Settings of a self-play run.
+
+    Args:
+        protocol (`str`): a built-in protocol name or a protocol .yaml file.
+        model (`str`): the starting model spec (it may carry ``+ADAPTER``).
+        out (`Path`): the run directory.
+        epochs (`int`, defaults to 3): self-play epochs (SPAG: 3).
+        games (`int`, defaults to 64): episodes played per epoch.
+        eval_games (`int`, defaults to 32): evaluation games per epoch (half per role assignment).
+        eval_questions (`str | None`): SAIE: held-out questions; default the protocol's arithmetic
+            problems drawn with another seed.
+        kind (`str | None`): ``"spag"`` or ``"saie"``; default ``"saie"`` for protocols with a
+            ``learner`` role, else ``"spag"``.
+        partner (`str | None`): SAIE: the frozen partner's model (default: the starting model).
+        imitation (`list[str]`): transcripts for an imitation stage before epoch 1.
+        sft_data (`str | None`): general SFT rows mixed into SPAG data (``--sft-data``).
+        holdout (`list[str] | None`): variables whose training values evaluation avoids; default
+            those drawn from lists, files or question sets (not inline ``values``).
+        seed (`int`, defaults to 0): seeds the games of every epoch and evaluation.
+        concurrency (`int`, defaults to 32): episodes in flight at once.
+        train (`dict`): `TrainConfig` settings (``max_steps``, ``lr``, ``lora_r``, ...).
+    """
+
+    protocol: str
+    model: str
+    out: Path
+    epochs: int = 3
+    games: int = 64
+    eval_games: int = 32
+    eval_questions: str | None = None
+    kind: str | None = None
+    partner: str | None = None
+    imitation: list[str] = field(default_factory=list)
+    sft_data: str | None = None
+    holdout: list[str] | None = None
+    seed: int = 0
+    concurrency: int = 32
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.kind not in (None, "spag", "saie"):
+            raise TrainingError(f"--kind {self.kind!r}: expected 'spag' or 'saie'")
+        for name in ("epochs", "games", "eval_games"):
+            if getattr(self, name) < (0 if name == "eval_games" else 1):
+                raise TrainingError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "out": str(self.out)}
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did: written to ``epoch_K/epoch.json``."""
+
+    epoch: int
+    model: str
+    trained: bool = False
+    note: str = ""
+    next_model: str = ""
+    play: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    eval: dict[str, Any] | None = None
+
+
+Report = Callable[[str], None]
+
+
+class SelfPlay:
+    """Runs (or resumes) a self-play run; see the module docstring for what lands where.
+
+    Args:
+        config (`SelfPlayConfig`): the run's settings.
+        report (`Callable[[str], None]`): receives one line per stage (the CLI prints them).
+        on_episode (`Callable[[str, int], None] | None`): called as ``(stage, total)`` when a
+            play stage starts and ``(stage, 0)`` after each episode, for progress bars.
+
+    Example:
+        >>> SelfPlay(SelfPlayConfig("adversarial_taboo", "hf:smollm2-135m", Path("runs/sp"),
+        ...          epochs=1, games=8, train={"max_steps": 2})).run()  # doctest: +SKIP
+    """
+
+    def __init__(self, config: SelfPlayConfig, report: Report = print,
+                 on_episode: Callable[[str, int], None] | None = None):
+        self.config = config
+        self.report = report
+        self.on_episode = on_episode
+        self.protocol: Protocol = load_protocol(config.protocol)
+        roles = list(self.protocol.spec.roles)
+        self.kind = config.kind or ("saie" if "learner" in roles else "spag")
+        if self.kind == "saie" and "learner" not in roles:
+            raise TrainingError(f"--kind saie needs a protocol with a 'learner' role; {self.protocol.name} has {roles}")
+        if self.kind == "spag" and len(roles) < 2:
+            raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
+        self.start = config.model
+        self.base = str(ModelSpec(*_base_parts(config.model)))
+
+    def run(self) -> list[EpochRecord]:
+        """Run every epoch not yet done; return the records of all epochs."""
+        self.config.out.mkdir(parents=True, exist_ok=True)
+        self._check_settings()
+        model = self._imitation_stage() if self.config.imitation else self.start
+        records = []
+        for epoch in range(1, self.config.epochs + 1):
+            record = self._epoch(epoch, model)
+            records.append(record)
+            model = record.next_model
+        self.report(f"done: {self.config.epochs} epoch(s) in {self.config.out}; final model {model}")
+        return records
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _epoch(self, epoch: int, model: str) -> EpochRecord:
+        folder = self.config.out / f"epoch_{epoch}"
+        done = folder / EPOCH_FILE
+        if done.is_file():
+            record = EpochRecord(**json.loads(done.read_text()))
+            self.report(f"epoch {epoch}: already done ({record.note or 'trained'})")
+            return record
+        record = EpochRecord(epoch=epoch, model=model, next_model=model)
+        record.play = self._play(folder / "games", model, epoch)
+        data = self._build(folder / "data", [folder / "games" / "transcripts.jsonl"], self.kind)
+        record.data = data.to_dict()
+        if data.game_rows == 0:
+            record.note = NO_DATA.format(why=_why_no_data(data))
+            self.report(f"epoch {epoch}: {record.note}")
+        else:
+            result = self._train(folder / "data", model, folder / "adapter", self.kind)
+            record.trained = True
+            record.next_model = self._trained_model(folder / "adapter")
+            record.train = result
+            record.eval = self._evaluate(folder / "eval", record.next_model, epoch)
+        _write_json(done, asdict(record))
+        return record
+
+    def _imitation_stage(self) -> str:
+        folder = self.config.out / "epoch_0"
+        done = folder / EPOCH_FILE
+        if done.is_file():
+            return json.loads(done.read_text())["next_model"]
+        record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
+        data = self._build(folder / "data", [Path(p) for p in self.config.imitation], "imitation")
+        record.data = data.to_dict()
+        if data.game_rows == 0:
+            record.note = NO_DATA.format(why=_why_no_data(data)).replace("this epoch's games", "the imitation transcripts")
+            self.report(f"imitation: {record.note}")
+        else:
+            settings = {"kl_coeff": 0.1, **self.config.train}  # SPAG's imitation stage: KL to the base
+            record.train = self._train(folder / "data", self.start, folder / "adapter", "sft", settings)
+            record.trained = True
+            record.next_model = self._trained_model(folder / "adapter")
+            record.note = "imitation stage"
+        _write_json(done, asdict(record))
+        return record.next_model
+
+    def _play(self, folder: Path, model: str, epoch: int) -> dict[str, Any]:
+        roles = list(self.protocol.spec.roles)
+        models = {role: model for role in roles}
+        if self.kind == "saie":
+            models = {role: (model if role == "learner" else self.config.partner or self.start) for role in roles}
+        stage = f"epoch {epoch}: playing"
+        self._progress(stage, self.config.games)
+        summary = asyncio.run(play(
+            self.protocol, self.config.games, folder, models, concurrency=self.config.concurrency,
+            seed=self._seed(epoch), resume=True, on_episode=lambda _: self._progress(stage, 0)))
+        stats = play_stats(folder / "transcripts.jsonl")
+        self.report(f"epoch {epoch}: {stats['games']} games, {stats['errors']} errors, "
+                    f"outcomes {dict(stats['reasons'])} ({summary.skipped} already played)")
+        return stats
+
+    def _build(self, folder: Path, transcripts: list[Path], kind: str):
+        from ._data import DataSummary, build_dataset
+
+        summary_file = folder / "summary.json"
+        if summary_file.is_file():
+            return DataSummary(**json.loads(summary_file.read_text()))
+        sft = Path(self.config.sft_data) if self.config.sft_data and kind == "spag" else None
+        summary = build_dataset(kind, transcripts, folder, sft_data=sft, protocol=self.config.protocol, seed=self.config.seed)
+        self.report(f"data: {summary.rows} rows from {summary.games_used} of {summary.episodes} episodes "
+                    f"(dropped: {dict(summary.dropped) or 'none'})")
+        return summary
+
+    def _train(self, data: Path, model: str, output: Path, kind: str, settings: dict | None = None) -> dict[str, Any]:
+        from ._config import TrainConfig
+        from ._train import train
+
+        if (output / "adapter_config.json").is_file():
+            self.report(f"training: {output} is already trained")
+            return _train_stats(output)
+        settings = dict(self.config.train if settings is None else settings)
+        self.report(f"training {kind} on {data} from {model}")
+        result = train(TrainConfig(data=data, model=model, output=output, kind=kind, **settings))
+        self.report(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss}")
+        return {"steps": result.steps, "final_loss": result.final_loss, "seconds": round(result.seconds, 1)}
+
+    def _evaluate(self, folder: Path, model: str, epoch: int) -> dict[str, Any] | None:
+        if self.config.eval_games == 0:
+            return None
+        from ..evaluation import eval_qa, eval_winrate
+
+        seed = self._seed(epoch) + 500
+        if self.kind == "saie":
+            questions = self.config.eval_questions or _heldout_questions(self.protocol, self.config.eval_games)
+            result = asyncio.run(eval_qa(questions, model, folder, limit=self.config.eval_games, seed=seed,
+                                         concurrency=self.config.concurrency)).to_dict()
+            single = next(iter(result["methods"].values()))
+            self.report(f"epoch {epoch}: accuracy {single['accuracy']:.1%} on {single['total']} held-out questions")
+            return result
+        stage = f"epoch {epoch}: evaluating"
+        self._progress(stage, self.config.eval_games)
+        result = asyncio.run(eval_winrate(
+            self.protocol, model, self.start, self.config.eval_games, folder, seed=seed,
+            exclude=self._heldout(epoch), concurrency=self.config.concurrency, resume=True,
+            on_episode=lambda _: self._progress(stage, 0))).to_dict()
+        self.report(f"epoch {epoch}: against the starting model: win {result['win_rate']:.0%} "
+                    f"[{result['win_ci'][0]:.0%}, {result['win_ci'][1]:.0%}], loss {result['loss_rate']:.0%}, "
+                    f"tie {result['tie_rate']:.0%} over {result['games'] - result['errors']} games")
+        return result
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _trained_model(self, output: Path) -> str:
+        """The spec of what training wrote: base plus adapter, or the full model with ``--full``."""
+        if self.config.train.get("full"):
+            return f"{self.base.split(':', 1)[0]}:{output.resolve()}"
+        return f"{self.base}+{output.resolve()}"
+
+    def _seed(self, epoch: int) -> int:
+        return self.config.seed * 1000 + epoch
+
+    def _heldout(self, epoch: int) -> dict[str, set]:
+        """The values of held-out variables seen in the training games of epochs 1..``epoch``."""
+        names = self.config.holdout
+        if names is None:
+            names = [n for n, v in self.protocol.spec.variables.items() if v.values is None]
+        seen: dict[str, set] = {name: set() for name in names}
+        for k in range(1, epoch + 1):
+            path = self.config.out / f"epoch_{k}" / "games" / "transcripts.jsonl"
+            for episode in latest_by_id(read_transcripts(path, strict=False)).values():
+                for name in names:
+                    value = episode.variables.get(name)
+                    if isinstance(value, (str, int, float)):
+                        seen[name].add(value)
+        return {name: values for name, values in seen.items() if values}
+
+    def _progress(self, stage: str, total: int) -> None:
+        if self.on_episode is not None:
+            self.on_episode(stage, total)
+
+    def _check_settings(self) -> None:
+        path = self.config.out / SETTINGS_FILE
+        settings = self.config.to_dict() | {"kind": self.kind}
+        if path.is_file():
+            before = json.loads(path.read_text())
+            changed = [k for k in _IDENTITY if before.get(k) != settings.get(k)]
+            if changed:
+                raise TrainingError(
+                    f"{self.config.out} holds a self-play run with other settings "
+                    f"({', '.join(f'{k}: {before.get(k)!r} there, {settings.get(k)!r} now' for k in changed)}): "
+                    "run the same command to resume it, or pass another --out")
+        _write_json(path, settings)
+
+
+def play_stats(path: Path) -> dict[str, Any]:
+    """Counts of a transcripts file for epoch.json: games, errors, outcomes, wins, tokens, speed."""
+    episodes = list(latest_by_id(read_transcripts(path, strict=False)).values())
+    ok = [e for e in episodes if e.status == "ok"]
+    tokens = sum(e.usage.get("completion_tokens", 0) for e in ok)
+    seconds = sum((e.timings or {}).get("seconds", 0.0) for e in episodes)
+    starts = [(e.timings or {}).get("started") for e in episodes]
+    ends = [(e.timings or {}).get("started", 0) + (e.timings or {}).get("seconds", 0) for e in episodes]
+    wall = max(ends) - min(s for s in starts if s is not None) if episodes and None not in starts else seconds
+    return {
+        "games": len(episodes),
+        "errors": len(episodes) - len(ok),
+        "reasons": dict(Counter(e.outcome.reason for e in ok if e.outcome)),
+        "wins": dict(Counter(e.outcome.winner for e in ok if e.outcome and e.outcome.winner)),
+        "completion_tokens": tokens,
+        "seconds": round(wall, 1),
+        "tokens_per_second": round(tokens / wall, 2) if wall else 0.0,
+        "episodes_per_minute": round(60 * len(episodes) / wall, 2) if wall else 0.0,
+        "mean_turns": round(sum(len(e.messages) for e in ok) / len(ok), 2) if ok else 0.0,
+    }
+
+
+def _base_parts(spec: str) -> tuple[str, str]:
+    parsed = ModelSpec.parse(spec)
+    return parsed.scheme, parsed.model
+
+
+def _why_no_data(data) -> str:
+    dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(data.dropped.items(), key=lambda kv: -kv[1]))
+    return f"{data.episodes} episodes, none usable" + (f": {dropped}" if dropped else "")
+
+
+def _train_stats(output: Path) -> dict[str, Any]:
+    log_file = output / "training_log.json"
+    log = json.loads(log_file.read_text()) if log_file.is_file() else []
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    steps = max((entry.get("step", 0) for entry in log), default=0)
+    return {"steps": steps, "final_loss": losses[-1] if losses else None, "seconds": None}
+
+
+def _heldout_questions(protocol: Protocol, count: int) -> str:
+    """Held-out questions for SAIE evaluation: the protocol's arithmetic source with another seed."""
+    for spec in protocol.spec.variables.values():
+        if spec.questions is not None and spec.questions.startswith("arithmetic"):
+            return f"arithmetic:{count}"
+    raise TrainingError(f"{protocol.name}: pass --eval-questions (held-out questions for evaluation, "
+                        "e.g. a GSM8K test .jsonl): only arithmetic questions can be drawn afresh")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(staging, path)
+

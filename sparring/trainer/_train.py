@@ -1,0 +1,98 @@
+"""`train(config)`: load the data and the model, run the kind's trainer, and publish the adapter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import TrainingError
+from ._config import TrainConfig, TrainResult
+from ._model_card import data_summary, model_card
+from ._rows import load_rows
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train ``config.model`` on ``config.data`` with the loss of ``config.kind``; write ``config.output``.
+
+    The run writes into a hidden sibling (``.NAME.partial``) and renames it to ``config.output``
+    only when the adapter, the tokenizer, ``training_log.json`` and ``README.md`` are all there,
+    so an interrupted run never leaves something that looks like a finished adapter. Under
+    ``accelerate launch`` every process trains and the main process writes.
+
+    Args:
+        config (`TrainConfig`): what to train and how.
+
+    Returns:
+        `TrainResult` with the output directory, steps, final loss, seconds, log history and the
+        spec that plays the result (``hf:BASE+OUTPUT``, or ``hf:OUTPUT`` with ``full``).
+
+    Raises:
+        `TrainingError`: the data is missing or empty, or the output directory is taken.
+        `BackendError`: the model or adapter cannot be loaded.
+
+    Example:
+        >>> train(TrainConfig(data=Path("runs/data"), model="hf:smollm2-135m",
+        ...                   output=Path("runs/adapter"), kind="spag", max_steps=10))  # doctest: +SKIP
+    """
+    from accelerate import PartialState
+
+    from ._model import check_output, discard, load_for_training, publish, save_result, staging_dir
+
+    started = time.perf_counter()
+    rows = _training_rows(config)
+    check_output(config.output)
+    state = PartialState()
+    staging = staging_dir(config.output)
+    if state.is_main_process:
+        discard(staging)
+    state.wait_for_everyone()
+    model, tokenizer = load_for_training(config)
+    continuing = config.spec.adapter is not None
+    if config.kind == "spag":
+        from ._spag import build_spag_trainer
+
+        trainer = build_spag_trainer(config, model, tokenizer, rows, staging)
+    else:
+        from ._sft import build_sft_trainer
+
+        trainer = build_sft_trainer(config, model, tokenizer, rows, staging, continuing)
+    trainer.train()
+    save_result(trainer, tokenizer, staging, config.merge)
+    history = trainer.state.log_history
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    spec = config.spec
+    play_spec = f"hf:{config.output}" if config.full else f"hf:{spec.model}+{config.output}"
+    seconds = time.perf_counter() - started
+    if state.is_main_process:
+        from ..agents._spec import resolve_model_dir
+
+        card = model_card(config, resolve_model_dir(spec.model), trainer.state.global_step,
+                          losses[-1] if losses else None, seconds, play_spec)
+        (staging / "README.md").write_text(card)
+        publish(staging, config.output)
+    state.wait_for_everyone()
+    return TrainResult(output=config.output, steps=trainer.state.global_step, final_loss=losses[-1] if losses else None,
+                       seconds=seconds, log_history=history, play_spec=play_spec)
+
+
+def _training_rows(config: TrainConfig):
+    """The dataset's rows, checked: present, not empty, with the columns the kind needs."""
+    data = config.data
+    if not data.is_dir():
+        raise TrainingError(f"--data {data}: no such directory; build one with `sparring data build`")
+    rows = load_rows(data)
+    if len(rows) == 0:
+        summary = data_summary(data)
+        said = (f"`sparring data build` kept 0 rows from {summary.get('episodes', '?')} episodes; dropped: "
+                f"{summary.get('dropped', {})}") if summary else "no summary.json beside it"
+        raise TrainingError(f"--data {data} holds no training rows ({said}): play more games or change the data kind")
+    needed = {"messages"} | ({"reward", "weight", "type"} if config.kind == "spag" else set())
+    missing = needed - set(rows.column_names)
+    if missing:
+        raise TrainingError(f"--data {data}: rows lack {sorted(missing)} needed by `train {config.kind}`; "
+                            f"rebuild it with `sparring data build {'spag' if config.kind == 'spag' else '...'}`")
+    last = rows[0]["messages"][-1] if rows[0]["messages"] else {}
+    if last.get("role") != "assistant":
+        raise TrainingError(f"--data {data}: row 0's last message is {last.get('role')!r}, expected the assistant "
+                            "turn to train on")
+    return rows

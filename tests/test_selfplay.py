@@ -1,0 +1,120 @@
+"""The self-play loop on the real embedded model: epochs, adapters, resume, empty epochs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sparring.cli import app
+from sparring.errors import TrainingError
+from sparring.trainer import SelfPlay, SelfPlayConfig
+from sparring.transcripts import read_transcripts
+
+HERE = Path(__file__).parent
+DECISIVE = HERE / "protocols" / "taboo_decisive.yaml"
+UNDECIDED = HERE / "protocols" / "taboo_undecided.yaml"
+TINY = ["--games", "4", "--eval-games", "2", "--max-steps", "2", "--batch-size", "2", "--lora-r", "4",
+        "--lora-alpha", "8", "--concurrency", "4"]
+
+
+def _selfplay_command(out: Path, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "sparring.cli", "selfplay", "--protocol", str(DECISIVE), "--epochs", str(epochs),
+            "--out", str(out), *TINY]
+
+
+def _ids(path: Path) -> list[str]:
+    return [episode.id for episode in read_transcripts(path, strict=False)]
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"selfplay ended early with {process.returncode}: {process.stdout.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("selfplay did not reach epoch 2 in time")
+        time.sleep(0.2)
+
+
+def test_two_epochs_killed_in_epoch_two_then_resumed(tmp_path):
+    out = tmp_path / "run"
+    epoch2_games = out / "epoch_2" / "games" / "transcripts.jsonl"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(_selfplay_command(out, 2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    _wait_for(lambda: epoch2_games.is_file() and epoch2_games.stat().st_size > 0, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "epoch_2" / "epoch.json").exists()
+
+    epoch1 = out / "epoch_1"
+    before = {p: p.stat().st_mtime_ns for p in epoch1.rglob("*") if p.is_file()}
+    assert (epoch1 / "epoch.json").is_file() and (epoch1 / "adapter" / "adapter_config.json").is_file()
+    played_in_epoch2 = len(_ids(epoch2_games))
+
+    resumed = subprocess.run(_selfplay_command(out, 2), capture_output=True, text=True, env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "epoch 1: already done" in resumed.stdout
+    assert {p: p.stat().st_mtime_ns for p in epoch1.rglob("*") if p.is_file()} == before  # epoch 1 untouched
+
+    for k in (1, 2):
+        folder = out / f"epoch_{k}"
+        for name in ("games/transcripts.jsonl", "data/summary.json", "data/data.jsonl", "adapter/adapter_config.json",
+                     "adapter/training_log.json", "eval/winrate.json", "epoch.json"):
+            assert (folder / name).is_file(), f"epoch_{k}/{name} missing"
+        record = json.loads((folder / "epoch.json").read_text())
+        assert record["trained"] and record["train"]["steps"] == 2
+        assert record["eval"]["games"] == 2 and record["play"]["games"] == 4
+    ids = _ids(epoch2_games)
+    assert len(ids) == len(set(ids)) == 4 and played_in_epoch2 <= 4  # nothing replayed twice, nothing lost
+
+    adapter1 = str((epoch1 / "adapter").resolve())
+    epoch1_specs = {spec for e in read_transcripts(epoch1 / "games" / "transcripts.jsonl") for spec in e.models.values()}
+    epoch2_specs = {spec for e in read_transcripts(epoch2_games) for spec in e.models.values()}
+    assert epoch1_specs == {"hf:smollm2-135m"}
+    assert epoch2_specs == {f"hf:smollm2-135m+{adapter1}"}  # epoch 2 played with epoch 1's adapter
+    record2 = json.loads((out / "epoch_2" / "epoch.json").read_text())
+    assert record2["next_model"] == f"hf:smollm2-135m+{(out / 'epoch_2' / 'adapter').resolve()}"
+    # Training continued epoch 1's adapter: still one adapter on the base.
+    config = json.loads((out / "epoch_2" / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA"
+
+
+def test_an_epoch_without_training_data_says_so_and_goes_on(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["selfplay", "--protocol", str(UNDECIDED), "--epochs", "2", "--out", str(out),
+                                      *TINY])
+    assert result.exit_code == 0, result.output
+    assert "no training data" in result.output
+    for k in (1, 2):
+        record = json.loads((out / f"epoch_{k}" / "epoch.json").read_text())
+        assert not record["trained"] and record["train"] is None and "no training data" in record["note"]
+        assert record["next_model"] == "hf:smollm2-135m"
+        assert not (out / f"epoch_{k}" / "adapter").exists()
+        assert json.loads((out / f"epoch_{k}" / "data" / "summary.json").read_text())["rows"] == 0
+
+
+def test_a_run_directory_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "selfplay.json").write_text(json.dumps({"protocol": str(DECISIVE), "model": "hf:other", "kind": "spag",
+                                                   "games": 4, "seed": 0}))
+    config = SelfPlayConfig(protocol=str(DECISIVE), model="hf:smollm2-135m", out=out, games=4)
+    with pytest.raises(TrainingError, match="model: 'hf:other' there, 'hf:smollm2-135m' now"):
+        SelfPlay(config).run()
+
+
+def test_bad_settings_name_the_option():
+    with pytest.raises(TrainingError, match="--games must be positive"):
+        SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), games=0)
+    with pytest.raises(TrainingError, match="needs a protocol with a 'learner' role"):
+        SelfPlay(SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), kind="saie"))
