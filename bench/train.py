@@ -13,8 +13,11 @@ out), and the peak memory of its process: `torch.cuda.max_memory_allocated` on a
 resident-set high-water mark (`ru_maxrss`). SPAG also scores its data once under the reference
 before training (one no-grad pass); that time is printed separately, not in the step time.
 
-Usage: python bench/train.py [--model hf:smollm2-135m] [--rows 64] [--steps 12] [--warmup 2]
-                             [--batch-size 4] [--max-length 512] [--full]
+With --repeats N the pair runs N times, alternating sft and spag, and each figure is the best
+of its N runs (a machine shared with other work only ever slows a run down).
+
+Usage: python bench/train.py [--model hf:smollm2-135m] [--rows 32] [--steps 6] [--warmup 1]
+                             [--batch-size 2] [--max-length 256] [--repeats 1] [--full]
 Last line: spag_vs_sft_time=<spag s/step / sft s/step> spag_vs_sft_memory=<spag peak / sft peak>
 """
 
@@ -81,6 +84,7 @@ def worker(args) -> None:
 
         trainer = build_sft_trainer(config, model, tokenizer, rows, args.output, continuing=False)
     setup = time.perf_counter() - started
+    setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stamps: list[float] = []
 
     class Clock(TrainerCallback):
@@ -102,11 +106,12 @@ def worker(args) -> None:
         peak, unit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB RSS"
     steps = stamps[args.warmup:] or stamps
     print(json.dumps({"kind": args.worker, "step_s": statistics.median(steps), "steps": len(stamps),
-                      "peak_mib": peak, "unit": unit, "setup_s": setup}))
+                      "peak_mib": peak, "unit": unit, "setup_s": setup,
+                      "setup_rss_mib": setup_peak}))
 
 
 def run_worker(kind: str, args, data: Path, scratch: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", kind, "--data", str(data), "--output", str(scratch / kind),
+    command = [sys.executable, __file__, "--worker", kind, "--data", str(data), "--output", str(scratch),
                "--model", args.model, "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)] + (["--full"] if args.full else [])
     done = subprocess.run(command, capture_output=True, text=True)
@@ -118,11 +123,12 @@ def run_worker(kind: str, args, data: Path, scratch: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="hf:smollm2-135m")
-    parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=1, help="Runs of the pair; the best of each figure counts.")
     parser.add_argument("--full", action="store_true", help="Train all weights instead of LoRA.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=["sft", "spag"], help=argparse.SUPPRESS)
@@ -135,12 +141,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         make_dataset(scratch / "data", args.rows, args.seed)
-        results = {kind: run_worker(kind, args, scratch / "data", scratch) for kind in ("sft", "spag")}
+        runs = [{kind: run_worker(kind, args, scratch / "data", scratch / f"{kind}{i}") for kind in ("sft", "spag")}
+                for i in range(args.repeats)]
+    results = {kind: {**runs[0][kind], "step_s": min(run[kind]["step_s"] for run in runs),
+                      "peak_mib": min(run[kind]["peak_mib"] for run in runs)} for kind in ("sft", "spag")}
     mode = "all weights" if args.full else "LoRA r=16"
     print(f"{args.model}, {mode}, batch {args.batch_size}, max length {args.max_length}, {args.rows} rows, "
-          f"median of steps {args.warmup + 1}..{args.steps}")
+          f"median of steps {args.warmup + 1}..{args.steps}, best of {args.repeats}")
     for kind, r in results.items():
-        extra = f"  (setup incl. reference pass {r['setup_s']:.1f} s)" if kind == "spag" else f"  (setup {r['setup_s']:.1f} s)"
+        setup = "setup incl. reference pass" if kind == "spag" else "setup"
+        extra = f"  ({setup} {r['setup_s']:.1f} s, RSS high-water before training {r['setup_rss_mib']:.0f} MiB)"
         print(f"{kind:5s} {r['step_s']:.3f} s/step  peak {r['peak_mib']:.0f} {r['unit']}{extra}")
     sft, spag = results["sft"], results["spag"]
     print(f"spag_vs_sft_time={spag['step_s'] / sft['step_s']:.2f} spag_vs_sft_memory={spag['peak_mib'] / sft['peak_mib']:.2f}")

@@ -618,16 +618,16 @@ def train(
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m",
                               help=MODEL_HELP + " With +ADAPTER, that adapter is continued (still one adapter)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where the adapter goes (must not exist, or be empty)."),
-    lora_r: Optional[int] = typer.Option(None, "--lora-r", min=1, help="LoRA rank [default: 16]; not with --full."),
-    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", min=1, help="LoRA alpha [default: 2 x rank]."),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r", min=1, help="LoRA rank (default 16); not with --full."),
+    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", min=1, help="LoRA alpha (default 2 x rank)."),
     full: bool = typer.Option(False, "--full", help="Train every weight instead of a LoRA adapter."),
     epochs: float = typer.Option(1.0, "--epochs", help="Passes over the data."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Optimiser steps at most (overrides --epochs when > 0)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate [default: 1e-4 with LoRA, 2e-6 with --full]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-4 with LoRA, 2e-6 with --full)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Samples per device per micro-batch."),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimiser step."),
     kl_coeff: Optional[float] = typer.Option(None, "--kl-coeff", min=0,
-                                             help="KL to the reference [default: 0.2 for spag, 0 for sft and saie]."),
+                                             help="KL to the reference (default 0.2 for spag, 0 for sft and saie)."),
     sft_coeff: float = typer.Option(0.5, "--sft-coeff", min=0, help="spag: weight of the NLL of the sft rows."),
     clip_range: float = typer.Option(0.2, "--clip-range", min=0, help="spag: ratio clip range; 0 turns it off."),
     merge: bool = typer.Option(False, "--merge", help="Also write OUTPUT/merged, the base with the adapter merged in."),
@@ -635,6 +635,11 @@ def train(
                                   help="Where the Trainer also logs: none, tensorboard, wandb, trackio, ... (comma-separated)."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and data order."),
     max_length: int = typer.Option(1024, "--max-length", help="Tokens per sample at most."),
+    regenerate: bool = typer.Option(False, "--regenerate",
+                                    help="saie: before each pass after the first, replay the discussions with the "
+                                    "updated learner and train on the new ones (--epochs passes)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol",
+                                           help="--regenerate: the protocol to replay (default: the data's)."),
 ) -> None:
     """Train a model on a dataset built from transcripts; write a PEFT adapter that plays as hf:BASE+OUTPUT.
 
@@ -650,7 +655,12 @@ def train(
                              full=full, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
                              grad_accum=grad_accum, kl_coeff=kl_coeff, sft_coeff=sft_coeff, clip_range=clip_range,
                              merge=merge, report_to=report_to, seed=seed, max_length=max_length)
-        result = run_training(config)
+        if regenerate:
+            from .trainer import train_saie_regenerated
+
+            result = train_saie_regenerated(config, protocol, report=lambda line: console.print(line, highlight=False))
+        else:
+            result = run_training(config)
     except SparringError as error:
         raise _fail(error) from None
     from accelerate import PartialState

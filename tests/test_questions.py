@@ -190,8 +190,12 @@ def test_load_questions_arithmetic():
     assert load_questions("arithmetic:12", seed=4) == arithmetic_questions(12, seed=4)
     assert load_questions("arithmetic:12", n=3, seed=4) == arithmetic_questions(3, seed=4)
     assert load_questions("arithmetic:2", n=10) == arithmetic_questions(2, seed=0)
+    assert load_questions("arithmetic:5:9", seed=4) == arithmetic_questions(5, seed=9)  # the source's seed wins
+    assert load_questions("arithmetic:5:1")[0] != load_questions("arithmetic:5")[0]
     with pytest.raises(ProtocolError, match="'arithmetic:many'"):
         load_questions("arithmetic:many")
+    with pytest.raises(ProtocolError, match="'arithmetic:5:x'.*SEED a whole number"):
+        load_questions("arithmetic:5:x")
     with pytest.raises(ValueError, match="n must be"):
         load_questions("arithmetic", n=-2)
 

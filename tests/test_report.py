@@ -295,7 +295,8 @@ def test_malformed_files_are_noted_not_fatal(tmp_path):
         (tmp_path / name).write_text(text)
     summary = build_report(tmp_path, tmp_path / "report.html")
     notes = "\n".join(summary.missing)
-    for expected in ["selfplay.json is not a JSON object", "epoch 1: no adapter/training_log.json (no decisive games",
+    for expected in ["selfplay.json is not a JSON object",
+                     "epoch 1: no adapter/training_log.json (not trained (its note says why))",
                      "epoch_1/eval/winrate.json holds no usable figures", "epoch_2/epoch.json is not a JSON object",
                      "epoch_2/adapter/training_log.json is not a JSON list", "no transcripts to show"]:
         assert expected in notes, notes

@@ -118,3 +118,44 @@ def test_bad_settings_name_the_option():
         SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), games=0)
     with pytest.raises(TrainingError, match="needs a protocol with a 'learner' role"):
         SelfPlay(SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), kind="saie"))
+
+
+def test_saie_loop_trains_the_learner_and_scores_held_out_questions(tmp_path):
+    out = tmp_path / "saie"
+    config = SelfPlayConfig(protocol=str(HERE / "protocols" / "saie_short.yaml"), model="hf:smollm2-135m", out=out,
+                            epochs=1, games=2, eval_games=1, train={"max_steps": 1, "batch_size": 2, "lora_r": 4})
+    lines: list[str] = []
+    [record] = SelfPlay(config, report=lines.append).run()
+    assert record.trained and record.data["rows"] >= 2  # right answers, else the gold rationales
+    episodes = list(read_transcripts(out / "epoch_1" / "games" / "transcripts.jsonl"))
+    assert {e.models["learner"] for e in episodes} == {"hf:smollm2-135m"}
+    assert {e.models["partner"] for e in episodes} == {"hf:smollm2-135m"}  # the frozen partner
+    accuracy = json.loads((out / "epoch_1" / "eval" / "accuracy.json").read_text())
+    assert accuracy["source"] == "arithmetic:1:1"  # other problems than the training ones (seed 0)
+    assert accuracy["methods"]["single_agent"]["total"] == 1
+    assert any("accuracy" in line for line in lines)
+
+
+def test_train_saie_regenerate_replays_the_discussions_with_the_trained_learner(tmp_path):
+    import asyncio
+
+    from sparring.protocols import load_protocol, play
+    from sparring.trainer import build_dataset
+
+    protocol = load_protocol(HERE / "protocols" / "saie_short.yaml")
+    asyncio.run(play(protocol, 2, tmp_path / "games", {"learner": "hf:smollm2-135m", "partner": "hf:smollm2-135m"},
+                     seed=5))
+    build_dataset("saie", [tmp_path / "games" / "transcripts.jsonl"], tmp_path / "data", protocol=str(protocol.path))
+    result = CliRunner().invoke(app, ["train", "saie", "--data", str(tmp_path / "data"), "--output",
+                                      str(tmp_path / "adapter"), "--regenerate", "--epochs", "2", "--max-steps", "1",
+                                      "--lora-r", "4", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    replayed = tmp_path / "adapter-discussions" / "pass_2" / "games" / "transcripts.jsonl"
+    first = {e.id: e for e in read_transcripts(tmp_path / "games" / "transcripts.jsonl")}
+    second = {e.id: e for e in read_transcripts(replayed)}
+    assert second.keys() == first.keys()  # the same episodes: same seed and indexes
+    assert all(second[i].variables == first[i].variables for i in first)  # same questions and stances
+    pass1 = (tmp_path / "adapter-discussions" / "pass_1" / "adapter").resolve()
+    assert {e.models["learner"] for e in second.values()} == {f"hf:smollm2-135m+{pass1}"}
+    assert {e.models["partner"] for e in second.values()} == {"hf:smollm2-135m"}
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()

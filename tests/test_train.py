@@ -194,11 +194,13 @@ def test_defaults_per_kind(tmp_path):
     assert TrainConfig(data=tmp_path, model=BASE, output=tmp_path / "o", clip_range=0).clip_range is None
 
 
-def test_an_output_that_exists_is_refused(data, tmp_path):
+def test_an_output_that_exists_or_an_unknown_logger_is_refused(data, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "adapter_config.json").write_text("{}")
     with pytest.raises(TrainingError, match="already exists"):
         train(TrainConfig(data=data, model=BASE, output=tmp_path / "taken", kind="sft"))
+    with pytest.raises(TrainingError, match=r"--report-to tensorboard,nowhere: unknown \['nowhere'\]"):
+        train(TrainConfig(data=data, model=BASE, output=tmp_path / "new", kind="sft", report_to="tensorboard,nowhere"))
 
 
 def test_train_help():
@@ -206,3 +208,14 @@ def test_train_help():
     assert result.exit_code == 0
     for option in ("--lora-r", "--full", "--kl-coeff", "--sft-coeff", "--clip-range", "--merge", "--report-to"):
         assert option in result.output
+
+
+def test_shipped_accelerate_configs_load():
+    from importlib.resources import files
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = files("sparring.trainer") / "configs"
+    kinds = {name: load_config_from_file(str(folder / f"{name}.yaml")).distributed_type.value
+             for name in ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")}
+    assert kinds == {"ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}

@@ -1,4 +1,8 @@
-"""Two-process data-parallel training on CPU (gloo) through `accelerate launch`, as docs/training.md shows."""
+"""Two-process data-parallel training on CPU (gloo) through `accelerate launch`, as docs/training.md shows.
+
+(`accelerate launch --cpu` starts a single process unless MPI is set up; `--multi_gpu` on a machine
+without GPUs starts torch's elastic launcher, and each process joins a gloo group on CPU.)
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from test_train import taboo_rows, write_dataset
 def test_two_processes_train_and_the_main_process_writes_one_adapter(tmp_path):
     data = write_dataset(tmp_path / "data", taboo_rows())
     out = tmp_path / "adapter"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "sparring.cli", "train", "spag", "--data", str(data), "--output", str(out), "--max-steps", "2",
                "--lora-r", "4", "--max-length", "128", "--batch-size", "2"]
@@ -24,4 +28,5 @@ def test_two_processes_train_and_the_main_process_writes_one_adapter(tmp_path):
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging directory left
     log = json.loads((out / "training_log.json").read_text())
-    assert [e["step"] for e in log if "loss" in e] == [1, 2]
+    # 8 rows, 2 per process per step, 2 processes: half an epoch a step, so each process saw its own half
+    assert [(e["step"], e["epoch"]) for e in log if "loss" in e] == [(1, 0.5), (2, 1.0)]

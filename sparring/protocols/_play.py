@@ -69,8 +69,15 @@ def role_models(protocol: Protocol, default: str, overrides: dict[str, str]) -> 
 
 
 def spec_clients(models: dict[str, str]) -> ClientFactory:
-    """A client factory over model specs: each role gets a fresh client with its own sampling settings."""
-    from ..agents import model_client
+    """A client factory over model specs: each role gets a fresh client with its own sampling settings.
+
+    Every spec is parsed here, before anything is written: a malformed one, or one that carries
+    an API key (which would end up in every transcript), fails the run at once.
+    """
+    from ..agents import ModelSpec, model_client
+
+    for spec in models.values():
+        ModelSpec.parse(spec)
 
     return lambda role, spec: model_client(models[role], **spec.sampling.settings())
 

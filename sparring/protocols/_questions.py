@@ -1,7 +1,7 @@
 """Question sources for debate and SAIE: built-in arithmetic, JSONL files, Hugging Face datasets.
 
 Every source gives a list of `Question` records. `load_questions` is the one entry point
-protocols use: ``"arithmetic"`` or ``"arithmetic:N"``, a ``.jsonl`` path, or a Hugging Face
+protocols use: ``"arithmetic"``, ``"arithmetic:N"`` or ``"arithmetic:N:SEED"``, a ``.jsonl`` path, or a Hugging Face
 dataset name optionally followed by ``:config:split`` (e.g. ``"openai/gsm8k:main:test"``).
 
 GSM8K-style answers (``<rationale> #### <number>``) are split into `rationale` and `answer`.
@@ -245,7 +245,8 @@ def load_questions(source: str, n: int | None = None, seed: int = 0) -> list[Que
     """Load questions from any source named by one string.
 
     Args:
-        source (`str`): ``"arithmetic"`` (100 problems unless `n` says) or ``"arithmetic:N"``;
+        source (`str`): ``"arithmetic"`` (100 problems unless `n` says), ``"arithmetic:N"`` or
+            ``"arithmetic:N:SEED"`` (another generator seed: other problems, e.g. held out);
             an existing ``.jsonl`` file; otherwise a Hugging Face dataset name or local
             dataset path, optionally ``name:config:split`` (split defaults to ``test``).
         n (`int | None`): keep only the first `n` questions; all when `None`.
@@ -260,14 +261,16 @@ def load_questions(source: str, n: int | None = None, seed: int = 0) -> list[Que
     """
     if n is not None and n < 0:
         raise ValueError(f"n must be >= 0 or None, got {n}")
-    head, sep, count = source.partition(":")
+    head, sep, rest = source.partition(":")
     if head == ARITHMETIC:
-        if sep and not count.isdigit():
+        count, _, seed_text = rest.partition(":")
+        if sep and not (count.isdigit() and (not seed_text or seed_text.isdigit())):
             raise ProtocolError(
-                f"question source {source!r}: expected 'arithmetic' or 'arithmetic:N' (N a count)"
+                f"question source {source!r}: expected 'arithmetic', 'arithmetic:N' or 'arithmetic:N:SEED' "
+                "(N a count, SEED a whole number)"
             )
         total = int(count) if sep else (n if n is not None else ARITHMETIC_DEFAULT_COUNT)
-        questions = arithmetic_questions(total, seed)
+        questions = arithmetic_questions(total, int(seed_text) if seed_text else seed)
     elif source.endswith(".jsonl"):
         questions = load_jsonl_questions(source)
     elif Path(source).exists():

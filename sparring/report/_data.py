@@ -197,8 +197,8 @@ def _epoch(number: int, folder: Path, missing: list[str], root: Path) -> Group:
     group.stats = PlayStats.of(group.games, info.get("play") if isinstance(info.get("play"), dict) else None)
     group.training_log = _json(folder / "adapter" / "training_log.json", missing, root, list)
     if group.training_log is None and not (folder / "adapter" / "training_log.json").exists():
-        note = info.get("note") if info.get("trained") is False else None
-        missing.append(f"{where}: no adapter/training_log.json ({note or 'not trained yet'})")
+        why = "not trained (its note says why)" if info.get("trained") is False else "not trained yet"
+        missing.append(f"{where}: no adapter/training_log.json ({why})")
     if (folder / "eval" / TRANSCRIPTS).is_file():
         group.eval_games = _episodes(folder / "eval" / TRANSCRIPTS, missing, root)
     _evaluation(group, folder / "eval", missing, root)

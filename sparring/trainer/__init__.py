@@ -4,6 +4,7 @@ from ._config import TrainConfig, TrainResult
 from ._data import DataSummary, build_dataset
 from ._rewards import RewardAssignment, TurnReward, spag_rewards
 from ._rows import load_rows
+from ._regenerate import train_saie_regenerated
 from ._selfplay import EpochRecord, SelfPlay, SelfPlayConfig, play_stats
 from ._train import train
 
@@ -21,4 +22,5 @@ __all__ = [
     "play_stats",
     "spag_rewards",
     "train",
+    "train_saie_regenerated",
 ]

@@ -26,7 +26,8 @@ class TrainConfig:
         output (`Path`): where the adapter goes; it must not exist yet (or be empty).
         kind (`str`, defaults to ``"sft"``): ``"sft"`` (TRL `SFTTrainer`, loss on the last assistant turn),
             ``"spag"`` (SPAG's offline policy loss) or ``"saie"`` (SFT on SAIE learner turns).
-        lora_r (`int | None`, defaults to 16 unless ``full``): LoRA rank; setting it with ``full`` is an error.
+        lora_r (`int | None`, defaults to 16 unless ``full``): LoRA rank of a fresh adapter; setting it
+            with ``full`` is an error. A continued adapter keeps its own rank, alpha and targets.
         lora_alpha (`int | None`, defaults to twice ``lora_r``): LoRA scaling numerator.
         full (`bool`, defaults to False): train every weight instead of a LoRA adapter; the output is
             then a full model directory (play it as ``hf:OUTPUT``). Not allowed with ``+ADAPTER``.
@@ -119,20 +120,36 @@ class TrainConfig:
         """The parsed model spec."""
         return ModelSpec.parse(self.model)
 
-    def trainer_kwargs(self, output_dir: Path) -> dict:
-        """The transformers `TrainingArguments` both trainers share (so `sft` and `spag` compare fairly)."""
-        from ._model import training_dtype
+    def report_destinations(self) -> list[str]:
+        """``report_to`` as a list of transformers integration names; `TrainingError` on an unknown one."""
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
+        names = [name.strip() for name in self.report_to.split(",")]
+        unknown = [name for name in names if name not in ("none", "all", *INTEGRATION_TO_CALLBACK)]
+        if unknown:
+            raise TrainingError(f"--report-to {self.report_to}: unknown {unknown}; expected none, all or "
+                                f"comma-separated names among {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+        return names
+
+    def trainer_kwargs(self, output_dir: Path) -> dict:
+        """The transformers `TrainingArguments` both trainers share (so `sft` and `spag` compare fairly).
+
+        Constant learning rate without warmup, no gradient checkpointing, no checkpoints saved,
+        bfloat16 autocast on CUDA.
+        """
         import torch
 
+        from ._model import training_dtype
+
+        names = self.report_destinations()
         return dict(
             output_dir=str(output_dir), per_device_train_batch_size=self.batch_size,
             gradient_accumulation_steps=self.grad_accum, learning_rate=self.lr, num_train_epochs=self.epochs,
             max_steps=self.max_steps, logging_steps=self.logging_steps, seed=self.seed,
-            report_to=[name.strip() for name in self.report_to.split(",")] if "," in self.report_to else self.report_to,
+            report_to=names if len(names) > 1 else names[0],
             bf16=training_dtype() == torch.bfloat16, gradient_checkpointing=False, save_strategy="no",
             disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
+            dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
         )
 
     def to_dict(self) -> dict:

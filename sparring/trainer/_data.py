@@ -49,6 +49,8 @@ class DataSummary:
         weights (`dict[str, float]`): spag: each role's sample weight.
         warnings (`list[str]`): e.g. a protocol whose hash differs from the transcripts'.
         output (`str | None`): the dataset directory.
+        sources (`list[str]`): the transcript files read (``train saie --regenerate`` replays them).
+        protocol (`str | None`): the ``protocol`` argument (a name or a path), when one was given.
     """
 
     kind: str
@@ -63,6 +65,8 @@ class DataSummary:
     weights: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     output: str | None = None
+    sources: list[str] = field(default_factory=list)
+    protocol: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data (what ``summary.json`` holds)."""
@@ -299,7 +303,9 @@ def build_dataset(
         raise TrainingError(f"unknown dataset kind {kind!r}: use one of {', '.join(KINDS)}")
     out_dir = Path(out_dir)
     check_output(out_dir, overwrite)
-    summary = DataSummary(kind=kind)
+    summary = DataSummary(kind=kind, sources=[str(Path(p).resolve()) for p in transcripts])
+    if isinstance(protocol, (str, Path)):
+        summary.protocol = str(protocol)
     sft = read_sft_data(Path(sft_data)) if sft_data is not None else []
     episodes = read_episodes([Path(p) for p in transcripts], summary)
     protocols = _Protocols(protocol, summary.warnings)

@@ -246,7 +246,7 @@ class SelfPlay:
         if self.kind == "saie":
             questions = self.config.eval_questions or _heldout_questions(self.protocol, self.config.eval_games)
             result = asyncio.run(eval_qa(questions, model, folder, limit=self.config.eval_games, seed=seed,
-                                         concurrency=self.config.concurrency)).to_dict()
+                                         concurrency=self.config.concurrency, resume=True)).to_dict()
             single = next(iter(result["methods"].values()))
             self.report(f"epoch {epoch}: accuracy {single['accuracy']:.1%} on {single['total']} held-out questions")
             return result
@@ -346,10 +346,12 @@ def _train_stats(output: Path) -> dict[str, Any]:
 
 
 def _heldout_questions(protocol: Protocol, count: int) -> str:
-    """Held-out questions for SAIE evaluation: the protocol's arithmetic source with another seed."""
+    """Held-out questions for SAIE evaluation: the protocol's arithmetic problems drawn with another seed."""
     for spec in protocol.spec.variables.values():
-        if spec.questions is not None and spec.questions.startswith("arithmetic"):
-            return f"arithmetic:{count}"
+        if spec.questions is not None and spec.questions.split(":")[0] == "arithmetic":
+            parts = spec.questions.split(":")
+            trained_seed = int(parts[2]) if len(parts) > 2 else 0
+            return f"arithmetic:{count}:{trained_seed + 1}"
     raise TrainingError(f"{protocol.name}: pass --eval-questions (held-out questions for evaluation, "
                         "e.g. a GSM8K test .jsonl): only arithmetic questions can be drawn afresh")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ..errors import TrainingError
 from ._config import TrainConfig, TrainResult
@@ -34,6 +33,7 @@ def train(config: TrainConfig) -> TrainResult:
         >>> train(TrainConfig(data=Path("runs/data"), model="hf:smollm2-135m",
         ...                   output=Path("runs/adapter"), kind="spag", max_steps=10))  # doctest: +SKIP
     """
+    import torch
     from accelerate import PartialState
 
     from ._model import check_output, discard, load_for_training, publish, save_result, staging_dir
@@ -41,7 +41,8 @@ def train(config: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     rows = _training_rows(config)
     check_output(config.output)
-    state = PartialState()
+    config.report_destinations()  # before the model loads
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes under torchrun: gloo
     staging = staging_dir(config.output)
     if state.is_main_process:
         discard(staging)
