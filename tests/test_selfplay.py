@@ -159,3 +159,24 @@ def test_train_saie_regenerate_replays_the_discussions_with_the_trained_learner(
     assert {e.models["learner"] for e in second.values()} == {f"hf:smollm2-135m+{pass1}"}
     assert {e.models["partner"] for e in second.values()} == {"hf:smollm2-135m"}
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+
+
+def test_imitation_stage_trains_first_and_epoch_one_plays_its_adapter(tmp_path):
+    import asyncio
+
+    from sparring.protocols import load_protocol, play
+
+    teacher = tmp_path / "teacher"  # stands in for an API model's games
+    asyncio.run(play(load_protocol(DECISIVE), 2, teacher, {"attacker": "hf:smollm2-135m", "defender": "hf:smollm2-135m"}))
+    out = tmp_path / "run"
+    config = SelfPlayConfig(protocol=str(DECISIVE), model="hf:smollm2-135m", out=out, epochs=1, games=2, eval_games=0,
+                            imitation=[str(teacher / "transcripts.jsonl")],
+                            train={"max_steps": 1, "batch_size": 2, "lora_r": 4})
+    [record] = SelfPlay(config, report=lambda _: None).run()
+    stage = json.loads((out / "epoch_0" / "epoch.json").read_text())
+    assert stage["trained"] and stage["data"]["kind"] == "imitation" and stage["data"]["rows"] >= 1
+    adapter = (out / "epoch_0" / "adapter").resolve()
+    assert "| kl_coeff | 0.1 |" in (adapter / "README.md").read_text()  # SPAG's imitation stage: KL to the base
+    assert record.model == f"hf:smollm2-135m+{adapter}"
+    assert {s for e in read_transcripts(out / "epoch_1" / "games" / "transcripts.jsonl") for s in e.models.values()} \
+        == {f"hf:smollm2-135m+{adapter}"}

@@ -8,7 +8,6 @@ records; a short real game on the embedded model checks the logged ``prompt_toke
 
 from __future__ import annotations
 
-from autogen_core.models import AssistantMessage, SystemMessage, UserMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from sparring.protocols import episode_views, load_protocol, parse_protocol, play

@@ -184,8 +184,12 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         """Nothing to release: the engine is shared and lives as long as the process."""
 
 
-def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict]:
-    """AutoGen messages as ``{"role", "content"}`` dicts for a chat template."""
+def to_chat_messages(messages: Sequence[LLMMessage], backend: str = "the embedded engine") -> list[dict]:
+    """AutoGen messages as OpenAI-style ``{"role", "content"}`` dicts (a chat template's or LiteLLM's input).
+
+    Raises:
+        `BackendError`: a message is not plain text (``backend`` names who refuses it).
+    """
     chat = []
     for message in messages:
         if isinstance(message, SystemMessage):
@@ -195,6 +199,6 @@ def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict]:
         elif isinstance(message, AssistantMessage) and isinstance(message.content, str):
             chat.append({"role": "assistant", "content": message.content})
         else:
-            raise BackendError(f"the embedded engine takes text messages only, not {type(message).__name__} with "
+            raise BackendError(f"{backend} takes text messages only, not {type(message).__name__} with "
                                f"{type(getattr(message, 'content', None)).__name__} content")
     return chat

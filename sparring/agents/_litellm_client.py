@@ -13,7 +13,6 @@ from typing import Any, AsyncGenerator, Mapping, Sequence
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
-    AssistantMessage,
     ChatCompletionClient,
     ChatCompletionTokenLogprob,
     CreateResult,
@@ -21,12 +20,10 @@ from autogen_core.models import (
     ModelCapabilities,
     ModelInfo,
     RequestUsage,
-    SystemMessage,
-    UserMessage,
 )
 
 from ..errors import BackendError
-from ._embedded_client import SparringCreateResult
+from ._embedded_client import SparringCreateResult, to_chat_messages
 from ._openai_client import MODEL_INFO
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, timed, with_retries
 from ._spec import ModelSpec, key_variable
@@ -104,7 +101,7 @@ class LiteLLMChatCompletionClient(ChatCompletionClient):
             kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), "return_token_ids": True}
         if kwargs.get("api_base") and _needs_placeholder_key(self.model, kwargs["api_base"]):
             kwargs["api_key"] = "EMPTY"  # a local server needs no key, but LiteLLM's OpenAI path wants one
-        kwargs.update(model=self.model, messages=to_litellm_messages(messages), timeout=self.settings.policy.timeout,
+        kwargs.update(model=self.model, messages=to_chat_messages(messages, "litellm: specs"), timeout=self.settings.policy.timeout,
                       num_retries=0, max_retries=0)
         return kwargs
 
@@ -203,7 +200,7 @@ class LiteLLMChatCompletionClient(ChatCompletionClient):
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
         """LiteLLM's count for this model (its tokenizer where it knows one, else an OpenAI encoding)."""
-        return import_litellm().token_counter(model=self.model, messages=to_litellm_messages(messages))
+        return import_litellm().token_counter(model=self.model, messages=to_chat_messages(messages, "litellm: specs"))
 
     def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
         try:
@@ -230,19 +227,3 @@ class LiteLLMChatCompletionClient(ChatCompletionClient):
 def _needs_placeholder_key(model: str, api_base: str) -> bool:
     """Whether LiteLLM finds no key for ``model`` in the environment (then a local server gets ``EMPTY``)."""
     return not import_litellm().validate_environment(model=model, api_base=api_base).get("keys_in_environment")
-
-
-def to_litellm_messages(messages: Sequence[LLMMessage]) -> list[dict]:
-    """AutoGen messages as OpenAI-style ``{"role", "content"}`` dicts, the format LiteLLM takes."""
-    chat = []
-    for message in messages:
-        if isinstance(message, SystemMessage):
-            chat.append({"role": "system", "content": message.content})
-        elif isinstance(message, UserMessage) and isinstance(message.content, str):
-            chat.append({"role": "user", "content": message.content})
-        elif isinstance(message, AssistantMessage) and isinstance(message.content, str):
-            chat.append({"role": "assistant", "content": message.content})
-        else:
-            raise BackendError(f"litellm: specs take text messages only, not {type(message).__name__} with "
-                               f"{type(getattr(message, 'content', None)).__name__} content")
-    return chat

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -307,23 +306,14 @@ class SelfPlay:
 
 def play_stats(path: Path) -> dict[str, Any]:
     """Counts of a transcripts file for epoch.json: games, errors, outcomes, wins, tokens, speed."""
-    episodes = list(latest_by_id(read_transcripts(path, strict=False)).values())
-    ok = [e for e in episodes if e.status == "ok"]
-    tokens = sum(e.usage.get("completion_tokens", 0) for e in ok)
-    seconds = sum((e.timings or {}).get("seconds", 0.0) for e in episodes)
-    starts = [(e.timings or {}).get("started") for e in episodes]
-    ends = [(e.timings or {}).get("started", 0) + (e.timings or {}).get("seconds", 0) for e in episodes]
-    wall = max(ends) - min(s for s in starts if s is not None) if episodes and None not in starts else seconds
+    from ..report._data import PlayStats
+
+    stats = PlayStats.of(list(latest_by_id(read_transcripts(path, strict=False)).values()))
     return {
-        "games": len(episodes),
-        "errors": len(episodes) - len(ok),
-        "reasons": dict(Counter(e.outcome.reason for e in ok if e.outcome)),
-        "wins": dict(Counter(e.outcome.winner for e in ok if e.outcome and e.outcome.winner)),
-        "completion_tokens": tokens,
-        "seconds": round(wall, 1),
-        "tokens_per_second": round(tokens / wall, 2) if wall else 0.0,
-        "episodes_per_minute": round(60 * len(episodes) / wall, 2) if wall else 0.0,
-        "mean_turns": round(sum(len(e.messages) for e in ok) / len(ok), 2) if ok else 0.0,
+        "games": stats.games, "errors": stats.errors, "reasons": dict(stats.reasons), "wins": dict(stats.wins),
+        "completion_tokens": stats.completion_tokens, "seconds": round(stats.seconds, 1),
+        "tokens_per_second": round(stats.tokens_per_second, 2),
+        "episodes_per_minute": round(stats.episodes_per_minute, 2), "mean_turns": round(stats.mean_turns, 2),
     }
 
 
