@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/sparring selfplay --protocol adversarial_taboo --model hf:smollm2-135m --epochs 1 \
-    --games "${GAMES:-48}" --eval-games "${EVAL_GAMES:-16}" --max-steps "${STEPS:-8}" --out runs/main "$@"
+    --games "${GAMES:-64}" --eval-games "${EVAL_GAMES:-16}" --max-steps "${STEPS:-8}" --out runs/main "$@"
 .venv/bin/sparring report runs/main -o runs/main/report.html

@@ -100,6 +100,7 @@ class EpisodeTeam:
         self._seen[role] = len(self.messages)
         handed = [TextMessage(content=m["content"], source=m["role"]) for m in new]
         prompt = render(spec.prompt, self._context(role, round_number)) if spec.prompt is not None else None
+        prompt = prompt if prompt and prompt.strip() else None  # a template that renders empty hands nothing
         if prompt is not None:
             handed.append(TextMessage(content=prompt, source="user"))
         started = time.perf_counter()

@@ -154,6 +154,7 @@ def episode_views(protocol: Protocol | None, episode: Episode) -> list[TurnView]
         if prompt is None and protocol is not None and protocol.spec.roles[role].prompt is not None:
             logged = [messages[i].model_dump(exclude_none=True) for i in range(end)]
             prompt = render(protocol.spec.roles[role].prompt, turn_context(protocol, episode.variables, role, now, logged))
+            prompt = prompt if prompt.strip() else None  # as in play: an empty prompt is not handed
         if protocol is not None and role not in systems:
             systems[role] = system_prompt(protocol, episode.variables, role)
         views.append(TurnView(index, role, systems.get(role), list(context[role]), prompt, list(history[role]),
