@@ -9,7 +9,9 @@ from sparring.cli import app
 
 
 @pytest.mark.parametrize("command", [[], ["models"], ["chat"], ["serve"], ["play"], ["judge"], ["debate"], ["protocols"],
-                                     ["protocols", "list"], ["protocols", "show"], ["protocols", "validate"]])
+                                     ["protocols", "list"], ["protocols", "show"], ["protocols", "validate"],
+                                     ["data"], ["data", "build"], ["train"], ["selfplay"], ["eval"], ["eval", "winrate"],
+                                     ["eval", "qa"], ["report"]])
 def test_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output

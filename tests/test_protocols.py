@@ -106,6 +106,20 @@ async def test_taboo_rules_end_the_game_at_the_first_deciding_message(tmp_path):
     assert episode.outcome.reason == "defender guessed the word" and len(episode.messages) == 2
 
 
+async def test_a_per_turn_prompt_that_renders_empty_hands_nothing(tmp_path):
+    protocol = load_protocol("adversarial_taboo")  # the defender is reminded to guess from turn 5 on
+    replies = {"attacker": [f"hint {i}" for i in range(5)], "defender": [f"answer {i}" for i in range(5)]}
+    sent: dict = {}
+    await play(protocol, 1, tmp_path, {}, clients=_replay(replies, sent), overrides={"target": "apple"})
+    calls = sent["defender"].create_calls
+    last_sent = [call["messages"][-1].content for call in calls]
+    assert last_sent[:2] == ["hint 0", "hint 1"]  # turns 1 and 3: the attacker's hint, no empty prompt after it
+    assert all("Make your one guess now" in text for text in last_sent[2:])  # turns 5, 7 and 9
+    (episode,) = read_transcripts(tmp_path / "transcripts.jsonl")
+    defender = [m for m in episode.messages if m.role == "defender"]
+    assert [m.prompt is not None for m in defender] == [False, False, True, True, True]
+
+
 def test_yaml_game_plays_on_the_embedded_model_then_resumes_and_rejudges(tmp_path):
     game = HERE / "protocols" / "twenty_questions.yaml"
     runner = CliRunner()
