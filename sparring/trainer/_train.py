@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import warnings
+from contextlib import contextmanager
 
 from ..errors import TrainingError
 from ._config import TrainConfig, TrainResult
@@ -47,18 +49,19 @@ def train(config: TrainConfig) -> TrainResult:
     if state.is_main_process:
         discard(staging)
     state.wait_for_everyone()
-    model, tokenizer = load_for_training(config)
     continuing = config.spec.adapter is not None
-    if config.kind == "spag":
-        from ._spag import build_spag_trainer
+    with _quiet():
+        model, tokenizer = load_for_training(config)
+        if config.kind == "spag":
+            from ._spag import build_spag_trainer
 
-        trainer = build_spag_trainer(config, model, tokenizer, rows, staging)
-    else:
-        from ._sft import build_sft_trainer
+            trainer = build_spag_trainer(config, model, tokenizer, rows, staging)
+        else:
+            from ._sft import build_sft_trainer
 
-        trainer = build_sft_trainer(config, model, tokenizer, rows, staging, continuing)
-    trainer.train()
-    save_result(trainer, tokenizer, staging, config.merge)
+            trainer = build_sft_trainer(config, model, tokenizer, rows, staging, continuing)
+        trainer.train()
+        save_result(trainer, tokenizer, staging, config.merge)
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
     spec = config.spec
@@ -97,3 +100,23 @@ def _training_rows(config: TrainConfig):
         raise TrainingError(f"--data {data}: row 0's last message is {last.get('role')!r}, expected the assistant "
                             "turn to train on")
     return rows
+
+
+@contextmanager
+def _quiet():
+    """Keep the console to the loss lines: no per-step dataset bars, no library deprecation notices."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    shown = datasets.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)(\..*)?$")
+            yield
+    finally:
+        if shown[0]:
+            datasets.enable_progress_bars()
+        if shown[1]:
+            transformers_logging.enable_progress_bar()
