@@ -178,6 +178,17 @@ class TrainResult:
     play_spec: str = ""
 
 
+def trained_spec(model: str, output: Path, full: bool) -> str:
+    """The spec that plays what training ``model`` into ``output`` wrote: base plus adapter, or the full model.
+
+    Example:
+        >>> trained_spec("hf:smollm2-135m+runs/e1", Path("runs/e2"), full=False)
+        'hf:smollm2-135m+runs/e2'
+    """
+    spec = ModelSpec.parse(model)
+    return f"{spec.scheme}:{output}" if full else f"{spec.scheme}:{spec.model}+{output}"
+
+
 def _check(ok: bool, name: str, value, allowed: str) -> None:
     if not ok:
         raise TrainingError(f"{name}={value!r}: must be {allowed} (--{name.replace('_', '-')})")

@@ -18,7 +18,7 @@ from typing import Callable
 from ..errors import TrainingError
 from ..protocols import load_protocol, play
 from ..transcripts import latest_by_id, read_transcripts
-from ._config import TrainConfig, TrainResult
+from ._config import TrainConfig, TrainResult, trained_spec
 
 
 def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
@@ -73,7 +73,7 @@ def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
                 report(f"pass {number}: {built.rows} rows ({built.gold_rows} gold rationales)")
         output = config.output if number == passes else work / f"pass_{number}" / "adapter"
         if (output / "adapter_config.json").is_file() and number < passes:
-            model = _spec_of(config, output)
+            model = trained_spec(model, output.resolve(), config.full)
             continue
         result = train(replace(config, data=data, model=model, output=output, epochs=1.0))
         report(f"pass {number}: trained {result.steps} steps, final loss {result.final_loss}")
@@ -97,8 +97,3 @@ def _seed_and_count(episodes, name: str) -> tuple[int, int]:
         raise TrainingError(f"the transcripts mix runs of seeds {sorted(seeds)}: --regenerate replays one run")
     return seeds.pop(), max(index for _, index in parsed) + 1
 
-
-def _spec_of(config: TrainConfig, output: Path) -> str:
-    """The spec of a finished pass: base plus adapter, or the full model with ``--full``."""
-    spec = config.spec
-    return f"{spec.scheme}:{output.resolve()}" if config.full else f"{spec.scheme}:{spec.model}+{output.resolve()}"

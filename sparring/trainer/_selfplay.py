@@ -30,6 +30,7 @@ from ..agents import ModelSpec
 from ..errors import TrainingError
 from ..protocols import Protocol, load_protocol, play
 from ..transcripts import latest_by_id, read_transcripts
+from ._config import TrainConfig, trained_spec
 
 SETTINGS_FILE = "selfplay.json"
 EPOCH_FILE = "epoch.json"
@@ -136,7 +137,7 @@ class SelfPlay:
         if self.kind == "spag" and len(roles) < 2:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
-        self.base = str(ModelSpec(*_base_parts(config.model)))
+        ModelSpec.parse(config.model)  # a bad spec fails here, before anything is played
 
     def run(self) -> list[EpochRecord]:
         """Run every epoch not yet done; return the records of all epochs."""
@@ -162,17 +163,10 @@ class SelfPlay:
             return record
         record = EpochRecord(epoch=epoch, model=model, next_model=model)
         record.play = self._play(folder / "games", model, epoch)
-        data = self._build(folder / "data", [folder / "games" / "transcripts.jsonl"], self.kind)
-        record.data = data.to_dict()
-        if data.game_rows == 0:
-            record.note = NO_DATA.format(why=_why_no_data(data))
-            self.report(f"epoch {epoch}: {record.note}")
-        else:
-            result = self._train(folder / "data", model, folder / "adapter", self.kind)
-            record.trained = True
-            record.next_model = self._trained_model(folder / "adapter")
-            record.train = result
+        if self._learn(record, folder, [folder / "games" / "transcripts.jsonl"], self.kind, self.kind):
             record.eval = self._evaluate(folder / "eval", record.next_model, epoch)
+        else:
+            self.report(f"epoch {epoch}: {record.note}")
         _write_json(done, asdict(record))
         return record
 
@@ -182,19 +176,30 @@ class SelfPlay:
         if done.is_file():
             return json.loads(done.read_text())["next_model"]
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
-        data = self._build(folder / "data", [Path(p) for p in self.config.imitation], "imitation")
-        record.data = data.to_dict()
-        if data.game_rows == 0:
-            record.note = NO_DATA.format(why=_why_no_data(data)).replace("this epoch's games", "the imitation transcripts")
-            self.report(f"imitation: {record.note}")
-        else:
-            settings = {"kl_coeff": 0.1, **self.config.train}  # SPAG's imitation stage: KL to the base
-            record.train = self._train(folder / "data", self.start, folder / "adapter", "sft", settings)
-            record.trained = True
-            record.next_model = self._trained_model(folder / "adapter")
+        settings = {"kl_coeff": 0.1, **self.config.train}  # SPAG's imitation stage: KL to the base
+        if self._learn(record, folder, [Path(p) for p in self.config.imitation], "imitation", "sft", settings):
             record.note = "imitation stage"
+        else:
+            record.note = record.note.replace("this epoch's games", "the imitation transcripts")
+            self.report(f"imitation: {record.note}")
         _write_json(done, asdict(record))
         return record.next_model
+
+    def _learn(self, record: EpochRecord, folder: Path, transcripts: list[Path], data_kind: str, train_kind: str,
+               settings: dict | None = None) -> bool:
+        """Build ``folder/data`` from ``transcripts`` and train ``folder/adapter`` on it, filling ``record``.
+
+        Returns whether it trained: without training data ``record.note`` says why instead.
+        """
+        data = self._build(folder / "data", transcripts, data_kind)
+        record.data = data.to_dict()
+        if data.game_rows == 0:
+            record.note = NO_DATA.format(why=_why_no_data(data))
+            return False
+        record.train = self._train(folder / "data", record.model, folder / "adapter", train_kind, settings)
+        record.trained = True
+        record.next_model = trained_spec(record.model, (folder / "adapter").resolve(), bool(self.config.train.get("full")))
+        return True
 
     def _play(self, folder: Path, model: str, epoch: int) -> dict[str, Any]:
         roles = list(self.protocol.spec.roles)
@@ -224,7 +229,6 @@ class SelfPlay:
         return summary
 
     def _train(self, data: Path, model: str, output: Path, kind: str, settings: dict | None = None) -> dict[str, Any]:
-        from ._config import TrainConfig
         from ._train import train
 
         if (output / "adapter_config.json").is_file():
@@ -261,12 +265,6 @@ class SelfPlay:
         return result
 
     # -- helpers -----------------------------------------------------------------------------
-
-    def _trained_model(self, output: Path) -> str:
-        """The spec of what training wrote: base plus adapter, or the full model with ``--full``."""
-        if self.config.train.get("full"):
-            return f"{self.base.split(':', 1)[0]}:{output.resolve()}"
-        return f"{self.base}+{output.resolve()}"
 
     def _seed(self, epoch: int) -> int:
         return self.config.seed * 1000 + epoch
@@ -315,11 +313,6 @@ def play_stats(path: Path) -> dict[str, Any]:
         "tokens_per_second": round(stats.tokens_per_second, 2),
         "episodes_per_minute": round(stats.episodes_per_minute, 2), "mean_turns": round(stats.mean_turns, 2),
     }
-
-
-def _base_parts(spec: str) -> tuple[str, str]:
-    parsed = ModelSpec.parse(spec)
-    return parsed.scheme, parsed.model
 
 
 def _why_no_data(data) -> str:

@@ -7,7 +7,7 @@ import warnings
 from contextlib import contextmanager
 
 from ..errors import TrainingError
-from ._config import TrainConfig, TrainResult
+from ._config import TrainConfig, TrainResult, trained_spec
 from ._model_card import data_summary, model_card
 from ._rows import load_rows
 
@@ -65,7 +65,7 @@ def train(config: TrainConfig) -> TrainResult:
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
     spec = config.spec
-    play_spec = f"hf:{config.output}" if config.full else f"hf:{spec.model}+{config.output}"
+    play_spec = trained_spec(config.model, config.output, config.full)
     seconds = time.perf_counter() - started
     if state.is_main_process:
         from ..agents._spec import resolve_model_dir
