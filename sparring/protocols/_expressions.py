@@ -14,6 +14,7 @@ from typing import Any, Callable
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from ..errors import JudgeError
 from ._answers import answers_match, extract_answer, majority_vote
 from ._taboo import is_correct_guess, mentions, parse_guess
 
@@ -55,14 +56,42 @@ def undeclared_names(source: str, expression: bool = False) -> set[str]:
     return set(meta.find_undeclared_variables(_env.parse("{{ (" + source + ") }}" if expression else source)))
 
 
-def render(template: str, context: dict[str, Any]) -> str:
-    """Render a Jinja2 template in the sandbox."""
-    return _env.from_string(template).render(**context)
+class ExpressionError(JudgeError):
+    """A template or expression failed while it was evaluated; the message names where and what."""
 
 
-def compile_expression(source: str) -> Callable[..., Any]:
-    """Compile a rule expression once; call the result with the context as keyword arguments."""
-    return _env.compile_expression(source, undefined_to_none=False)
+def render(template: str, context: dict[str, Any], where: str = "<template>") -> str:
+    """Render a Jinja2 template in the sandbox.
+
+    Raises:
+        `ExpressionError`: any failure, as one line naming ``where`` (``FILE: field``) and the template.
+    """
+    try:
+        return _env.from_string(template).render(**context)
+    except Exception as error:  # noqa: BLE001 - whatever a template does wrong is the episode's error
+        raise ExpressionError(f"{where}: {_short(template)}: {type(error).__name__}: {error}") from error
 
 
-__all__ = ["CONTEXT_NAMES", "HELPERS", "TemplateSyntaxError", "compile_expression", "render", "undeclared_names"]
+def compile_expression(source: str, where: str = "<expression>") -> Callable[..., Any]:
+    """Compile a rule expression once; call the result with the context as keyword arguments.
+
+    Raises (when called):
+        `ExpressionError`: any failure, as one line naming ``where`` and the expression.
+    """
+    compiled = _env.compile_expression(source, undefined_to_none=False)
+
+    def evaluate(**context: Any) -> Any:
+        try:
+            return compiled(**context)
+        except Exception as error:  # noqa: BLE001
+            raise ExpressionError(f"{where}: {_short(source)}: {type(error).__name__}: {error}") from error
+
+    return evaluate
+
+
+def _short(source: str, limit: int = 120) -> str:
+    text = " ".join(source.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+__all__ = ["CONTEXT_NAMES", "HELPERS", "ExpressionError", "TemplateSyntaxError", "compile_expression", "render", "undeclared_names"]

@@ -44,6 +44,10 @@ class Protocol:
     def base_dir(self) -> Path:
         return self.path.parent if self.path else Path.cwd()
 
+    def where(self, field: str) -> str:
+        """``FILE: field`` for error messages: the protocol file (or name) and a field path."""
+        return f"{self.path or self.name}: {field}"
+
 
 def builtin_names() -> list[str]:
     """Names of the protocols shipped with sparring."""
