@@ -1,26 +1,244 @@
 """Sandboxed Jinja2 templates and rule expressions, with the judging helpers they may call.
 
 Protocol files never run Python: prompts are Jinja2 templates and rules are Jinja2 expressions,
-both evaluated in Jinja2's `SandboxedEnvironment` with `StrictUndefined`, so an unknown name is
-an error rather than an empty string.
+both evaluated in Jinja2's `ImmutableSandboxedEnvironment` with `StrictUndefined`:
+
+- an unknown name is an error rather than an empty string;
+- the context is read-only: ``messages.append(...)``, ``d.update(...)`` and every other method
+  that changes a list, dict or set are refused, so an expression can never alter a transcript,
+  a later episode or a re-judge;
+- cost is bounded (`LIMITS`): each evaluation has a deadline, strings and lists it builds have a
+  size limit, ``range`` has a budget per evaluation, and ``**``/``*`` refuse results past a
+  size before computing them. Nothing is folded at compile time, so validating a file never
+  runs an expression.
+
+Every failure is raised as one `ExpressionError` naming the protocol file, the field and the
+expression, so the episode it happened in is marked ``error`` and the run goes on.
 """
 
 from __future__ import annotations
 
-import re
+import contextvars
+import functools
+import math
+import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
-from jinja2.sandbox import SandboxedEnvironment
+import regex as _re
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import JudgeError
 from ._answers import answers_match, extract_answer, majority_vote
 from ._taboo import is_correct_guess, mentions, parse_guess
 
 
+class ExpressionError(JudgeError):
+    """A template or expression failed while it was evaluated; the message names where and what."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one evaluation of a template or expression may cost.
+
+    Args:
+        seconds (`float`, defaults to 2): wall time of one evaluation.
+        max_string (`int`, defaults to 1,000,000): characters in a string it builds (and a template's output).
+        max_items (`int`, defaults to 100,000): items in a list or tuple it builds.
+        max_range (`int`, defaults to 100,000): ``range`` items over the whole evaluation.
+        max_int_bits (`int`, defaults to 100,000): bits of an integer built by ``*`` or ``**``.
+    """
+
+    seconds: float = 2.0
+    max_string: int = 1_000_000
+    max_items: int = 100_000
+    max_range: int = 100_000
+    max_int_bits: int = 100_000
+
+
+LIMITS = Limits()
+
+
+class CostError(Exception):
+    """An evaluation went past one of `LIMITS`."""
+
+
+class _Budget:
+    """The deadline and range budget of the evaluation under way."""
+
+    def __init__(self, limits: Limits):
+        self.deadline = time.monotonic() + limits.seconds
+        self.range_left = limits.max_range
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise CostError(f"took longer than {LIMITS.seconds:g} s (the limit of one evaluation)")
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("sparring_expression_budget", default=None)
+
+
+def _tick() -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.tick()
+
+
+def _check_size(value: Any) -> Any:
+    """``value``, if it is within the size limits."""
+    if isinstance(value, str):
+        if len(value) > LIMITS.max_string:
+            raise CostError(f"a string of {len(value):,} characters (the limit is {LIMITS.max_string:,})")
+    elif isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > LIMITS.max_items:
+        raise CostError(f"a collection of {len(value):,} items (the limit is {LIMITS.max_items:,})")
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > LIMITS.max_int_bits:
+        raise CostError(f"an integer of {value.bit_length():,} bits (the limit is {LIMITS.max_int_bits:,})")
+    return value
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple)) else 0
+
+
+def _int_bits(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return value.bit_length()
+
+
+def _guarded_multiply(left: Any, right: Any) -> Any:
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, (str, list, tuple)) and isinstance(times, int):
+            size = _length(sequence) * max(times, 0)
+            limit = LIMITS.max_string if isinstance(sequence, str) else LIMITS.max_items
+            if size > limit:
+                raise CostError(f"repeating a {type(sequence).__name__} would give {size:,} items (the limit is {limit:,})")
+    if _int_bits(left) + _int_bits(right) > LIMITS.max_int_bits + 1:
+        raise CostError(f"the product would have over {LIMITS.max_int_bits:,} bits")
+    return left * right
+
+
+def _guarded_power(base: Any, exponent: Any) -> Any:
+    if isinstance(base, int) and isinstance(exponent, int) and not isinstance(base, bool) and exponent > 0 and abs(base) > 1:
+        bits = exponent * math.log2(abs(base))
+        if bits > LIMITS.max_int_bits:
+            raise CostError(f"{base} ** {exponent} would have about {bits:,.0f} bits (the limit is {LIMITS.max_int_bits:,})")
+    return base ** exponent
+
+
+def _guarded_add(left: Any, right: Any) -> Any:
+    return _check_size(left + right)
+
+
+def _guarded_modulo(left: Any, right: Any) -> Any:
+    if isinstance(left, str):
+        _check_format_widths(left)
+    return _check_size(left % right)
+
+
+def _check_format_widths(template: str) -> None:
+    """Refuse format strings whose widths or precisions would build huge strings (``%99999999s``)."""
+    for number in _re.findall(r"\d+", template):
+        if len(number) > 6 or int(number) > LIMITS.max_string:
+            raise CostError(f"the format string asks for a width of {number} (the limit is {LIMITS.max_string:,})")
+
+
+def _budgeted_range(*args: int) -> range:
+    numbers = range(*args)
+    budget = _budget.get()
+    if budget is not None:
+        budget.tick()
+        budget.range_left -= len(numbers)
+        if budget.range_left < 0:
+            raise CostError(f"ranges over {LIMITS.max_range:,} items in all in one evaluation (the limit)")
+    elif len(numbers) > LIMITS.max_range:
+        raise CostError(f"a range of {len(numbers):,} items (the limit is {LIMITS.max_range:,})")
+    return numbers
+
+
+# The argument (after the value) of built-in filters that sets the size of what they build.
+_SIZE_ARGUMENTS = {"center": 1, "indent": 1, "batch": 1, "slice": 1}
+
+
+def _guarded(function: Callable, name: str) -> Callable:
+    """``function`` (a filter or helper) with the deadline checked and its inputs and result size-limited."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        position = _SIZE_ARGUMENTS.get(name)
+        if position is not None:
+            position += hasattr(function, "jinja_pass_arg")  # the context Jinja passes first
+            size = args[position] if len(args) > position else None
+            if isinstance(size, int) and size > LIMITS.max_items:
+                raise CostError(f"{name}({size}) asks for more than {LIMITS.max_items:,}")
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, (list, tuple)):  # aggregates (join, sum) of large items
+                total = sum(_length(item) for item in value)
+                if total > LIMITS.max_string:
+                    raise CostError(f"{name} over {total:,} characters or items (the limit is {LIMITS.max_string:,})")
+        return _check_size(function(*args, **kwargs))
+
+    return call
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with the cost of each evaluation bounded (see `LIMITS`)."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%", "//", "/"})
+    binop_overrides = {"*": _guarded_multiply, "**": _guarded_power, "+": _guarded_add, "%": _guarded_modulo}
+
+    def call_binop(self, context, operator_name: str, left: Any, right: Any) -> Any:
+        _tick()
+        guard = self.binop_overrides.get(operator_name)
+        return guard(left, right) if guard is not None else self.binop_table[operator_name](left, right)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
+        value = super().getattr(obj, attribute)
+        if attribute in ("format", "format_map") and isinstance(obj, str):
+            _check_format_widths(obj)
+        return _check_size(value)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
+        return _check_size(super().getitem(obj, argument))
+
+    def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _tick()
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """Parse, then route every ``{% for %}`` through `_LOOP_GUARD`, so each iteration checks the deadline."""
+        tree = super()._parse(source, name, filename)
+        for loop in list(tree.find_all(nodes.For)):
+            loop.iter = nodes.Call(nodes.Name(_LOOP_GUARD, "load", lineno=loop.lineno), [loop.iter], [], None, None,
+                                   lineno=loop.lineno)
+        tree.set_environment(self)
+        return tree
+
+
+_LOOP_GUARD = "__sparring_loop__"
+
+
+def _guarded_loop(items: Any):
+    """The items of a template loop, checking the deadline before each."""
+    for item in items:
+        _tick()
+        yield item
+
+
 def _regex(text: str, pattern: str) -> bool:
-    return re.search(pattern, text or "") is not None
+    """Whether ``pattern`` occurs in ``text`` (Python regular expressions, with the evaluation's deadline)."""
+    budget = _budget.get()
+    timeout = max(budget.deadline - time.monotonic(), 0.001) if budget is not None else LIMITS.seconds
+    try:
+        return _re.search(pattern, text or "", timeout=timeout) is not None
+    except TimeoutError as error:
+        raise CostError(f"the regular expression {pattern!r} took longer than the evaluation's {LIMITS.seconds:g} s") from error
 
 
 def _count(items: list, value: Any) -> int:
@@ -42,9 +260,14 @@ HELPERS: dict[str, Callable] = {
 CONTEXT_NAMES = {"role", "roles", "params", "turn", "round", "message", "messages", "true", "false", "none"}
 """Names the engine provides besides the protocol's variables and the helpers."""
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-_env.globals.update(HELPERS)
-_env.filters.update(HELPERS)  # also as filters: `messages | map(attribute="content") | map("extract_answer")`
+_env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False, optimized=False)
+_env.globals.pop("lipsum", None)  # builds text of any size; nothing a protocol needs
+_env.globals["range"] = _budgeted_range
+_env.globals[_LOOP_GUARD] = _guarded_loop
+_env.globals.update({name: _guarded(helper, name) for name, helper in HELPERS.items()})
+# also as filters: `messages | map(attribute="content") | map("extract_answer")`
+_env.filters.update(HELPERS)
+_env.filters = {name: _guarded(f, name) for name, f in _env.filters.items()}
 
 
 def undeclared_names(source: str, expression: bool = False) -> set[str]:
@@ -53,38 +276,81 @@ def undeclared_names(source: str, expression: bool = False) -> set[str]:
     Raises:
         `TemplateSyntaxError`: the source does not parse.
     """
-    return set(meta.find_undeclared_variables(_env.parse("{{ (" + source + ") }}" if expression else source)))
+    return set(meta.find_undeclared_variables(parse(source, expression))) - {_LOOP_GUARD}
 
 
-class ExpressionError(JudgeError):
-    """A template or expression failed while it was evaluated; the message names where and what."""
+def parse(source: str, expression: bool = False) -> nodes.Template:
+    """The Jinja2 syntax tree of a template (or of an expression), without compiling or running it.
+
+    Raises:
+        `TemplateSyntaxError`: the source does not parse (also when it nests too deeply).
+    """
+    try:
+        return _env.parse("{{ (" + source + ") }}" if expression else source)
+    except RecursionError as error:
+        raise TemplateSyntaxError("nested too deeply", 1) from error
 
 
-def render(template: str, context: dict[str, Any], where: str = "<template>") -> str:
-    """Render a Jinja2 template in the sandbox.
+def _run(where: str, source: str, work: Callable[[], Any]) -> Any:
+    """Run ``work`` under a fresh budget; any failure becomes one `ExpressionError` line."""
+    token = _budget.set(_Budget(LIMITS))
+    try:
+        return work()
+    except ExpressionError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a template does wrong is the episode's error
+        kind = "over a cost limit" if isinstance(error, (CostError, MemoryError, RecursionError)) else type(error).__name__
+        raise ExpressionError(f"{where}: {_short(source)}: {kind}: {error}") from error
+    finally:
+        _budget.reset(token)
+
+
+def render(template: str, context: Mapping[str, Any], where: str = "<template>") -> str:
+    """Render a Jinja2 template in the sandbox, within `LIMITS`.
 
     Raises:
         `ExpressionError`: any failure, as one line naming ``where`` (``FILE: field``) and the template.
+
+    Example:
+        >>> render("Hello {{ name }}!", {"name": "Sam"})
+        'Hello Sam!'
     """
-    try:
-        return _env.from_string(template).render(**context)
-    except Exception as error:  # noqa: BLE001 - whatever a template does wrong is the episode's error
-        raise ExpressionError(f"{where}: {_short(template)}: {type(error).__name__}: {error}") from error
+
+    def work() -> str:
+        compiled = _env.from_string(template)
+        pieces, size = [], 0
+        for piece in compiled.generate(**context):  # streamed, so a runaway loop is stopped as it goes
+            _tick()
+            size += len(piece)
+            if size > LIMITS.max_string:
+                raise CostError(f"the output passed {LIMITS.max_string:,} characters (the limit)")
+            pieces.append(piece)
+        return "".join(pieces)
+
+    return _run(where, template, work)
 
 
 def compile_expression(source: str, where: str = "<expression>") -> Callable[..., Any]:
     """Compile a rule expression once; call the result with the context as keyword arguments.
 
-    Raises (when called):
-        `ExpressionError`: any failure, as one line naming ``where`` and the expression.
+    Raises:
+        `TemplateSyntaxError`: the expression does not parse.
+        `ExpressionError` (when called): any failure, as one line naming ``where`` and the expression.
+
+    Example:
+        >>> compile_expression("n * 2 > 3")(n=2)
+        True
     """
     compiled = _env.compile_expression(source, undefined_to_none=False)
 
     def evaluate(**context: Any) -> Any:
-        try:
-            return compiled(**context)
-        except Exception as error:  # noqa: BLE001
-            raise ExpressionError(f"{where}: {_short(source)}: {type(error).__name__}: {error}") from error
+        def work() -> Any:
+            value = compiled(**context)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()  # an unknown name or attribute is an error, not a value
+            return value
+
+        return _run(where, source, work)
 
     return evaluate
 
@@ -94,4 +360,5 @@ def _short(source: str, limit: int = 120) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
-__all__ = ["CONTEXT_NAMES", "HELPERS", "ExpressionError", "TemplateSyntaxError", "compile_expression", "render", "undeclared_names"]
+__all__ = ["CONTEXT_NAMES", "HELPERS", "LIMITS", "ExpressionError", "Limits", "TemplateSyntaxError",
+           "compile_expression", "parse", "render", "undeclared_names"]
