@@ -16,7 +16,6 @@ from sparring.errors import ProtocolError, TrainingError, TranscriptError
 from sparring.protocols import episode_views, load_protocol, parse_protocol
 from sparring.protocols._views import system_prompt
 from sparring.trainer import build_dataset, load_rows, spag_rewards
-from sparring.trainer._prompt_variants import check_training
 from sparring.trainer._rewards import turn_rewards
 from sparring.trainer._sft_data import gsm8k_solution, read_sft_data
 from sparring.transcripts import Episode, Outcome, ProtocolRef, TranscriptMessage, TranscriptWriter
@@ -333,12 +332,10 @@ def test_training_section_is_checked():
     text = load_protocol(TABOO).text
     with pytest.raises(ProtocolError, match="training.surprise"):
         parse_protocol(text.replace("  drop_reasons:", "  surprise: 1\n  drop_reasons:"))
-    bad_role = parse_protocol(text.replace("    attacker:\n      - |", "    spy:\n      - |"))
-    with pytest.raises(ProtocolError, match="training.system_variants.spy: unknown role"):
-        check_training(bad_role)
-    bad_name = parse_protocol(text.replace('Your secret word is "{{ target }}"', "{{ secret }}"))
-    with pytest.raises(ProtocolError, match=r"system_variants.attacker\[0\]: undefined template variable 'secret'"):
-        check_training(bad_name)
+    with pytest.raises(ProtocolError, match="training.system_variants.spy: unknown role"):  # checked at load
+        parse_protocol(text.replace("    attacker:\n      - |", "    spy:\n      - |"))
+    with pytest.raises(ProtocolError, match=r"system_variants.attacker.0: undefined name 'secret'"):
+        parse_protocol(text.replace('Your secret word is "{{ target }}"', "{{ secret }}"))
 
 
 # --- CLI ----------------------------------------------------------------------------------------

@@ -11,9 +11,13 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from ..errors import ProtocolError
-from ._expressions import CONTEXT_NAMES, HELPERS, TemplateSyntaxError, compile_expression, undeclared_names
+import regex
+from jinja2 import nodes
+
+from ..errors import ProtocolError, SparringError
+from ._expressions import HELPERS, TemplateSyntaxError, compile_expression, parse, undeclared_names
 from ._schema import ProtocolSpec
+from ._variables import load_pool
 
 BUILTIN_DIR = resources.files("sparring.protocols") / "builtin"
 
@@ -76,16 +80,25 @@ def load_protocol(source: str | Path) -> Protocol:
     return parse_protocol(path.read_text(), path)
 
 
+MAX_FILE_BYTES = 10_000_000
+"""A protocol file's size at most."""
+
+MAX_YAML_NODES = 200_000
+"""Values in a protocol file at most, with every YAML alias expanded (so alias bombs are refused);
+put long lists in a data file (`variables.NAME.file`)."""
+
+
 def parse_protocol(text: str, path: Path | None = None) -> Protocol:
-    """Validate protocol YAML ``text`` (read from ``path``, if any)."""
+    """Validate protocol YAML ``text`` (read from ``path``, if any).
+
+    Raises:
+        `ProtocolError`: one line ``FILE:LINE: field.path: what is wrong``.
+    """
     where = str(path) if path else "<protocol>"
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ProtocolError(f"{where}{line}: invalid YAML: {getattr(error, 'problem', error)}") from error
+    if len(text) > MAX_FILE_BYTES:
+        raise ProtocolError(f"{where}: the file has {len(text):,} characters, more than a protocol may "
+                            f"({MAX_FILE_BYTES:,}); put long lists in a data file (variables.NAME.file)")
+    root, data = _read_yaml(text, where)
     if not isinstance(data, dict):
         raise ProtocolError(f"{where}:1: a protocol is a mapping with name, roles, schedule, ...")
     try:
@@ -98,7 +111,58 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
         raise ProtocolError(f"{where}:{_line(root, loc)}: {field}: {message}") from error
     _check_roles(spec, root, where)
     _check_templates(spec, root, where)
-    return Protocol(spec, text, path)
+    protocol = Protocol(spec, text, path)
+    _check_values(protocol, root, where)
+    return protocol
+
+
+def _read_yaml(text: str, where: str) -> tuple[yaml.Node, Any]:
+    """The YAML node tree and its data; duplicate keys and oversized alias expansions are errors."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_nodes(root, where)
+        return root, loader.construct_document(root)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ProtocolError(f"{where}{line}: invalid YAML: {getattr(error, 'problem', None) or error}") from error
+    except RecursionError as error:
+        raise ProtocolError(f"{where}: invalid YAML: nested too deeply") from error
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
+    """Refuse duplicate mapping keys, and documents that expand (through aliases) past `MAX_YAML_NODES`."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a cycle counts once; the constructor rejects what cannot be built
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in seen:
+                        raise ProtocolError(f"{where}:{key.start_mark.line + 1}: duplicate key {key.value!r} (first on "
+                                            f"line {seen[key.value]}): each key may appear once in a mapping")
+                    seen[key.value] = key.start_mark.line + 1
+                total += size(key) + size(value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        if total > MAX_YAML_NODES:
+            raise ProtocolError(f"{where}:{node.start_mark.line + 1}: this value expands to over {MAX_YAML_NODES:,} "
+                                "values (YAML aliases included); a protocol may hold at most that many: put long "
+                                "lists in a data file (variables.NAME.file)")
+        sizes[id(node)] = total
+        return total
+
+    size(root)
 
 
 def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
@@ -125,34 +189,127 @@ def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
                                 f"roles are {sorted(spec.roles)}")
 
 
-def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
-    """Parse every template and expression; reject names that are neither variables nor provided."""
-    known = set(spec.variables) | CONTEXT_NAMES | set(HELPERS) | {"winner", "reason"}
-    checks: list[tuple[tuple, str, bool]] = []
+_SEEN_BY_ROLES = frozenset({"role", "roles", "params", "turn", "round", "messages"})
+PROVIDED: dict[str, frozenset[str]] = {
+    "system": _SEEN_BY_ROLES,
+    "prompt": _SEEN_BY_ROLES,
+    "params": frozenset(),
+    "rule": frozenset({"role", "roles", "turn", "round", "message", "messages"}),
+    "reward": frozenset({"role", "winner", "reason", "scores"}),
+    "judge": frozenset({"role", "roles", "messages", "transcript", "verdicts"}),
+}
+"""The names each kind of field is given besides the protocol's variables and the helpers."""
+
+
+def _fields(spec: ProtocolSpec) -> list[tuple[tuple, str, str, str | None]]:
+    """Every template and expression of a protocol: ``(location, source, kind, role)``."""
+    fields: list[tuple[tuple, str, str, str | None]] = []
     for name, role in spec.roles.items():
-        checks.append((("roles", name, "system"), role.system, False))
+        fields.append((("roles", name, "system"), role.system, "system", name))
         if role.prompt is not None:
-            checks.append((("roles", name, "prompt"), role.prompt, False))
-        checks += [(("roles", name, "params", k), v, False) for k, v in role.params.items() if isinstance(v, str)]
+            fields.append((("roles", name, "prompt"), role.prompt, "prompt", name))
+        fields += [(("roles", name, "params", k), v, "params", name) for k, v in role.params.items() if isinstance(v, str)]
+    for role, templates in spec.training.system_variants.items():
+        fields += [(("training", "system_variants", role, i), t, "system", role) for i, t in enumerate(templates)]
     for group in ("rules", "final"):
-        checks += [(("judge", group, i, "when"), rule.when, True) for i, rule in enumerate(getattr(spec.judge, group))]
-    checks += [(("rewards", role), expr, True) for role, expr in spec.rewards.items()]
+        fields += [(("judge", group, i, "when"), rule.when, "rule", None) for i, rule in enumerate(getattr(spec.judge, group))]
+    fields += [(("rewards", role), expr, "reward", role) for role, expr in spec.rewards.items()]
     if spec.judge.llm is not None:
-        checks += [(("judge", "llm", "system"), spec.judge.llm.system, False), (("judge", "llm", "prompt"), spec.judge.llm.prompt, False)]
-    for loc, source, expression in checks:
-        field = ".".join(map(str, loc))
+        fields += [(("judge", "llm", "system"), spec.judge.llm.system, "judge", None),
+                   (("judge", "llm", "prompt"), spec.judge.llm.prompt, "judge", None)]
+    return fields
+
+
+def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
+    """Parse every template and expression; reject names the field is not given, unknown ``params``
+    keys and regular expressions that do not compile."""
+    for role in spec.training.system_variants:
+        if role not in spec.roles:
+            loc = ("training", "system_variants", role)
+            raise ProtocolError(f"{where}:{_line(root, loc)}: {'.'.join(loc)}: unknown role {role!r}; "
+                                f"roles are {sorted(spec.roles)}")
+    for loc, source, kind, role in _fields(spec):
+        expression = kind in ("rule", "reward")
+        prefix = f"{where}:{_line(root, loc)}: {'.'.join(map(str, loc))}"
         try:
+            tree = parse(source, expression)
             names = undeclared_names(source, expression)
-            if expression:
-                compile_expression(source)
         except TemplateSyntaxError as error:
-            raise ProtocolError(f"{where}:{_line(root, loc)}: {field}: bad {'expression' if expression else 'template'}: "
-                                f"{error.message}") from error
-        unknown = sorted(names - known)
+            raise ProtocolError(f"{prefix}: bad {'expression' if expression else 'template'}: {error.message}") from error
+        given = PROVIDED[kind] | {"true", "false", "none"}
+        unknown = sorted(names - set(spec.variables) - given - set(HELPERS))
         if unknown:
-            raise ProtocolError(f"{where}:{_line(root, loc)}: {field}: undefined template variable {unknown[0]!r}; "
-                                f"defined are the variables {sorted(spec.variables)}, the context names "
-                                f"{sorted(CONTEXT_NAMES - {'true', 'false', 'none'})} and helpers {sorted(HELPERS)}")
+            hint = " (it is given to rules only: the last message's text)" if unknown[0] == "message" else ""
+            raise ProtocolError(f"{prefix}: undefined name {unknown[0]!r}{hint}; this field may use the variables "
+                                f"{sorted(spec.variables)}, {sorted(PROVIDED[kind])} and the helpers {sorted(HELPERS)}")
+        if kind in ("system", "prompt"):
+            for key in _params_keys(tree):
+                if key not in spec.roles[role].params:
+                    raise ProtocolError(f"{prefix}: params.{key}: role {role!r} has no such parameter; its params are "
+                                        f"{sorted(spec.roles[role].params)} (roles.{role}.params)")
+        for pattern in _constant_patterns(tree):
+            try:
+                regex.compile(pattern)
+            except regex.error as error:
+                raise ProtocolError(f"{prefix}: the regular expression {pattern!r} does not compile: {error}") from error
+
+
+def _params_keys(tree: nodes.Node) -> set[str]:
+    """The constant keys a template reads from ``params`` (``params.x``, ``params["x"]``)."""
+    keys = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node.node, nodes.Name) and node.node.name == "params":
+            key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+            if isinstance(key, str) and not (isinstance(node, nodes.Getattr) and hasattr(dict, key)):
+                keys.add(key)  # (``params.items()`` is a method, not a key)
+    return keys
+
+
+def _constant_patterns(tree: nodes.Node) -> list[str]:
+    """The constant patterns given to the ``regex`` helper, as a call or as a filter."""
+    patterns = []
+    for node in tree.find_all((nodes.Call, nodes.Filter)):
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "regex":
+            argument = node.args[1] if len(node.args) > 1 else None
+        elif isinstance(node, nodes.Filter) and node.name == "regex":
+            argument = node.args[0] if node.args else None
+        else:
+            continue
+        if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+            patterns.append(argument.value)
+    return patterns
+
+
+def _check_values(protocol: Protocol, root, where: str) -> None:
+    """Resolve the data files and built-in lists, then evaluate each reward on a sample of them:
+    it must give a number for every possible winner."""
+    spec = protocol.spec
+    sample: dict[str, Any] = {}
+    for name, variable in spec.variables.items():
+        try:
+            pool = load_pool(variable, protocol.base_dir, name, offline=True)
+        except ProtocolError as error:
+            raise ProtocolError(f"{where}:{_line(root, ('variables', name))}: {error}") from error
+        if pool is None:
+            return  # a Hugging Face dataset: read when a run starts, so rewards cannot be tried here
+        sample[name] = pool[0]
+    outcomes = {(rule.winner, rule.reason, ()) for group in (spec.judge.rules, spec.judge.final) for rule in group}
+    outcomes.add((spec.judge.default.winner, spec.judge.default.reason, ()))
+    if spec.judge.llm is not None:  # a deciding verdict comes with every score; other outcomes with none
+        outcomes |= {(verdict.winner, verdict.reason, tuple(spec.judge.llm.scores))
+                     for verdict in spec.judge.llm.verdicts.values() if verdict.decides}
+    for role, source in spec.rewards.items():
+        loc = ("rewards", role)
+        check = compile_expression(source, protocol.where(".".join(loc)))
+        for winner, reason, scored in sorted(outcomes, key=str):
+            try:
+                value = check(**sample, role=role, winner=winner, reason=reason, scores=dict.fromkeys(scored, 0.0))
+            except SparringError as error:
+                raise ProtocolError(f"{where}:{_line(root, loc)}: rewards.{role}: fails on a sample episode "
+                                    f"(winner {winner!r}, reason {reason!r}): {error}") from error
+            if isinstance(value, str) or not isinstance(value, (int, float)):
+                raise ProtocolError(f"{where}:{_line(root, loc)}: rewards.{role}: gives {value!r} "
+                                    f"({type(value).__name__}) for winner {winner!r}, reason {reason!r}; a reward must be a number")
 
 
 def _line(node, loc: Iterable[Any]) -> int:

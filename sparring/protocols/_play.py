@@ -173,6 +173,12 @@ def _hits(value: Any, values: Collection) -> bool:
         return any(value == other for other in values)
 
 
+def error_line(failure: BaseException) -> str:
+    """A failure as the one line a transcript records: our errors as they say it, others with their type."""
+    text = str(failure) if isinstance(failure, SparringError) else f"{type(failure).__name__}: {failure}"
+    return " ".join(text.split()) or type(failure).__name__
+
+
 def _speakers(protocol: Protocol) -> dict[str, Any]:
     """Every model user of an episode: the roles, and the LLM judge if there is one."""
     speakers: dict[str, Any] = dict(protocol.spec.roles)
@@ -191,8 +197,8 @@ async def play_episode(protocol, index, seed, sampler, judge, models, clients) -
         outcome = await team.run()
         rewards, status, error = judge.rewards(outcome, variables), "ok", None
         outcome_record = OutcomeRecord(winner=outcome.winner, reason=outcome.reason)
-    except (SparringError, OSError, asyncio.TimeoutError, ValueError, RuntimeError) as failure:  # JudgeError too
-        outcome_record, rewards, status, error = None, {}, "error", f"{type(failure).__name__}: {failure}"
+    except Exception as failure:  # noqa: BLE001 - one bad episode (a rule, a backend, a bug) never stops a run
+        outcome_record, rewards, status, error = None, {}, "error", error_line(failure)
     messages = team.messages if team is not None else []
     usage = Counter()
     for message in messages:

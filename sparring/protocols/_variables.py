@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProtocolError
-from ._loader import Protocol
 from ._questions import load_questions
 from ._schema import VariableSpec
 from ._taboo import load_taboo_words
+
+if TYPE_CHECKING:
+    from ._loader import Protocol
 
 BUILTIN_LISTS = {"taboo_words": load_taboo_words}
 
@@ -26,26 +29,35 @@ class VariableSampler:
         seed (`int`, defaults to 0): the run's seed; episode ``i`` always gets the same values.
     """
 
-    def __init__(self, protocol: Protocol, overrides: dict[str, Any] | None = None, seed: int = 0):
+    def __init__(self, protocol: "Protocol", overrides: dict[str, Any] | None = None, seed: int = 0):
         self.seed = seed
         self._fixed = dict(overrides or {})
         unknown = set(self._fixed) - set(protocol.spec.variables)
         if unknown:
             raise ProtocolError(f"--set {sorted(unknown)[0]}: {protocol.name} has no such variable; "
                                 f"its variables are {sorted(protocol.spec.variables)}")
-        self._pools = {name: (spec, _load(spec, protocol.base_dir, name)) for name, spec in protocol.spec.variables.items()
+        self._pools = {name: (spec, load_pool(spec, protocol.base_dir, name)) for name, spec in protocol.spec.variables.items()
                        if name not in self._fixed}
 
     def sample(self, index: int) -> dict[str, Any]:
-        """The variables of episode ``index``."""
+        """The variables of episode ``index``: a fresh copy, so nothing one episode does reaches another."""
         rng = random.Random(f"{self.seed}:{index}")
         values = {}
         for name, (spec, pool) in self._pools.items():
             values[name] = pool[index % len(pool)] if spec.order == "sequential" else rng.choice(pool)
-        return {**values, **self._fixed}
+        return copy.deepcopy({**values, **self._fixed})
 
 
-def _load(spec: VariableSpec, base_dir: Path, name: str) -> list[Any]:
+def load_pool(spec: VariableSpec, base_dir: Path, name: str, offline: bool = False) -> list[Any] | None:
+    """The values one variable is drawn from.
+
+    Args:
+        offline (`bool`, defaults to False): do not read Hugging Face datasets (validation): return
+            None for a ``questions`` source that is not ``arithmetic`` or a local file.
+
+    Raises:
+        `ProtocolError`: the source is missing, unreadable or empty; names the field and the fix.
+    """
     if spec.values is not None:
         pool = list(spec.values)
     elif spec.builtin is not None:
@@ -56,6 +68,11 @@ def _load(spec: VariableSpec, base_dir: Path, name: str) -> list[Any]:
         source = spec.questions
         if not source.startswith("arithmetic") and (base_dir / source).exists():
             source = str(base_dir / source)
+        elif source.endswith((".jsonl", ".json")):
+            raise ProtocolError(f"variables.{name}.questions: {base_dir / source} not found (paths are relative to "
+                                "the protocol file)")
+        elif offline and not source.startswith("arithmetic"):
+            return None
         pool = [q.model_dump() for q in load_questions(source)]
     else:
         pool = _read_file(base_dir / spec.file, spec.field, name)

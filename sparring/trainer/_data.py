@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrainingError, TranscriptError
+from ..errors import SparringError, TrainingError, TranscriptError
 from ..protocols import Protocol, builtin_names, load_protocol
 from ..protocols._expressions import render
 from ..protocols._views import TurnView, episode_views, fits, system_prompt, turn_context
 from ..transcripts import Episode, latest_by_id, read_transcripts
-from ._prompt_variants import check_training, varied_chat
+from ._prompt_variants import varied_chat
 from ._rewards import drop_reason, spag_rewards
 from ._rows import check_output, load_rows, make_row, write_rows
 from ._sft_data import read_sft_data
@@ -81,13 +81,23 @@ class _Protocols:
         self.cache: dict[str, Protocol | None] = {}
         self.warnings = warnings
         self._warned: set[tuple] = set()
-        self._checked: set[int] = set()
 
     def _warn(self, key: tuple, text: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
             self.warnings.append(text)
             _log.warning(text)
+
+    def views(self, episode: Episode, dropped: Counter) -> list[TurnView] | None:
+        """The episode's turn views, or None (counted in ``dropped``, the first error kept as a warning)
+        when its prompts cannot be rebuilt: one bad episode never stops a build."""
+        try:
+            return episode_views(self.get(episode), episode)
+        except SparringError as error:
+            dropped["prompts failed to render"] += 1
+            self._warn(("views", type(error).__name__), f"episode {episode.id}: its prompts cannot be rebuilt, so it "
+                                                        f"is left out (and any other like it): {error}")
+            return None
 
     def get(self, episode: Episode) -> Protocol | None:
         name = episode.protocol.name
@@ -101,9 +111,6 @@ class _Protocols:
             self._warn(("plain", name), f"protocol {name!r} is not built in (pass --protocol FILE): its episodes get "
                                         "a plain view (no system prompt, every earlier message visible)")
             return None
-        if id(protocol) not in self._checked:
-            check_training(protocol)
-            self._checked.add(id(protocol))
         if not fits(protocol, episode):
             self._warn(("fit", name, protocol.name),
                        f"episodes of {name!r} have speakers that {protocol.name!r} lacks: those get a plain view")
@@ -149,8 +156,11 @@ def _imitation(episodes, protocols, drops, roles, summary) -> list[dict]:
             dropped[reason] += 1
             continue
         chosen = set(roles) if roles is not None else {episode.outcome.winner}
+        views = protocols.views(episode, dropped)
+        if views is None:
+            continue
         summary.games_used += 1
-        for view in episode_views(protocols.get(episode), episode):
+        for view in views:
             if view.role in chosen:
                 rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
     _merge(summary.dropped, dropped)
@@ -167,19 +177,22 @@ def _roles_drop(episode: Episode, drops: set[str]) -> str | None:
 def _spag(episodes, protocols, drops, vary, rng, summary) -> list[dict]:
     assignment = spag_rewards(episodes, drops)
     by_id = {e.id: e for e in episodes}
-    views: dict[str, dict[int, TurnView]] = {}
-    rows = []
+    views: dict[str, dict[int, TurnView] | None] = {}
+    rows, failed = [], Counter()
     for sample in assignment.samples:
         episode = by_id[sample.episode_id]
         protocol = protocols.get(episode)
         if episode.id not in views:
-            views[episode.id] = {v.index: v for v in episode_views(protocol, episode)}
+            found = protocols.views(episode, failed)
+            views[episode.id] = {v.index: v for v in found} if found is not None else None
+        if views[episode.id] is None:
+            continue
         view = views[episode.id][sample.index]
         chat = varied_chat(view, protocol, episode.variables, rng) if vary else view.chat()
         rows.append(make_row(chat, sample.role, sample.reward, sample.weight, episode.id))
-    summary.games_used = assignment.games_used
+    summary.games_used = assignment.games_used - sum(failed.values())
     summary.weights = dict(assignment.weights)
-    _merge(summary.dropped, assignment.dropped)
+    _merge(summary.dropped, assignment.dropped + failed)
     return rows
 
 
@@ -228,9 +241,12 @@ def _saie(episodes, protocols, drops, roles, summary) -> list[dict]:
         if reason is not None:
             dropped[reason] += 1
             continue
+        views = protocols.views(episode, dropped)
+        if views is None:
+            continue
         solved.add(key)
         summary.games_used += 1
-        for view in episode_views(protocols.get(episode), episode):
+        for view in views:
             if view.role in learners:
                 rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
     for key, group in questions.items():
@@ -238,7 +254,11 @@ def _saie(episodes, protocols, drops, roles, summary) -> list[dict]:
             continue
         episode = next((e for e in group if e.status == "ok"), group[0])
         gold = gold_solution(episode.variables)
-        view = _first_turn(protocols.get(episode), episode, sorted(learners)[0], gold) if gold else None
+        try:
+            view = _first_turn(protocols.get(episode), episode, sorted(learners)[0], gold) if gold else None
+        except SparringError:
+            dropped["prompts failed to render"] += 1
+            continue
         if view is None:
             dropped["no gold rationale"] += 1
             continue

@@ -13,36 +13,11 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from ..errors import ProtocolError
 from ..protocols import Protocol
-from ..protocols._expressions import CONTEXT_NAMES, HELPERS, TemplateSyntaxError, undeclared_names
 from ..protocols._views import TurnView, system_prompt
 
 FORMATS = ("chat", "flat")
 """The dialogue formats: ``chat`` (as played) and ``flat`` (one user message with speaker labels)."""
-
-
-def check_training(protocol: Protocol) -> None:
-    """Check a protocol's ``training`` section: known roles, templates that parse over known names.
-
-    Raises:
-        `ProtocolError`: names the file, the field and the fix.
-    """
-    spec, where = protocol.spec, str(protocol.path or protocol.name)
-    known = set(spec.variables) | CONTEXT_NAMES | set(HELPERS)
-    for role, templates in spec.training.system_variants.items():
-        if role not in spec.roles:
-            raise ProtocolError(f"{where}: training.system_variants.{role}: unknown role {role!r}; "
-                                f"roles are {sorted(spec.roles)}")
-        for i, template in enumerate(templates):
-            field = f"training.system_variants.{role}[{i}]"
-            try:
-                unknown = sorted(undeclared_names(template) - known)
-            except TemplateSyntaxError as e:
-                raise ProtocolError(f"{where}: {field}: bad template: {e.message}") from e
-            if unknown:
-                raise ProtocolError(f"{where}: {field}: undefined template variable {unknown[0]!r}; defined are the "
-                                    f"variables {sorted(spec.variables)} and the context names")
 
 
 def flat_dialogue(view: TurnView) -> str:
@@ -77,4 +52,4 @@ def varied_chat(view: TurnView, protocol: Protocol | None, variables: dict, rng:
     return head + [{"role": "user", "content": flat_dialogue(view)}, {"role": "assistant", "content": view.target}]
 
 
-__all__ = ["FORMATS", "check_training", "flat_dialogue", "varied_chat"]
+__all__ = ["FORMATS", "flat_dialogue", "varied_chat"]
