@@ -176,6 +176,17 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def _yaml_value(text: str, option: str):
+    """A command-line value read as YAML (``3`` is a number, ``{a: 1}`` a mapping)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise typer.BadParameter(f"{text!r} is not a YAML value: {getattr(error, 'problem', error)}; quote text "
+                                 "that is not meant as YAML", param_hint=option) from None
+
+
 def _print_summary(summary) -> None:
     table = Table("outcome", "episodes", "share", title=f"{summary.protocol}: {summary.games} episodes")
     judged = summary.games - summary.errors
@@ -209,16 +220,15 @@ def play(
     set_: List[str] = typer.Option([], "--set", help="VAR=VALUE: fix a variable (YAML value; repeatable)."),
     allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
     max_error_share: float = typer.Option(0.1, min=0, max=1, help="Exit with code 2 when more than this share of "
-                                          "the episodes played failed (backend errors)."),
+                                          "the episodes played failed (backend or protocol errors)."),
 ) -> None:
     """Play episodes of a protocol; write transcripts; print outcomes, win rates and speed.
 
-    An episode whose backend keeps failing is written with status error and the run goes on;
-    `--resume` later replays the failed ones.
+    An episode that fails (a backend that keeps failing, a rule or template that raises) is
+    written with status error and the run goes on; `--resume` later replays the failed ones.
     """
     import asyncio
 
-    import yaml
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .agents import ModelSpec
@@ -229,7 +239,7 @@ def play(
         models = role_models(loaded, model, _pairs(role, "--role"))
         for spec in sorted(set(models.values())):
             ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
-        overrides = {k: yaml.safe_load(v) for k, v in _pairs(set_, "--set").items()}
+        overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(f"playing {loaded.name}", total=games)
@@ -269,19 +279,41 @@ def _check_errors(failed: int, played: int, failures: list[str], max_share: floa
 def judge(
     protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
     transcripts: Path = typer.Argument(..., help="A transcripts .jsonl file."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the re-judged episodes here."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the re-judged episodes here "
+                                          "(not the input file; replaced in one step when done)."),
     allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
+    force: bool = typer.Option(False, help="Also judge records played under another protocol."),
+    overwrite: bool = typer.Option(False, help="Replace an --output file that already holds data."),
 ) -> None:
-    """Re-judge logged episodes with a protocol's current rules and print the summary."""
+    """Re-judge logged episodes with a protocol's current rules and print the summary.
+
+    Each id is judged once (its latest record), on the messages the protocol's schedule allows.
+    An episode the judge fails on is written with status error; the command then exits with code 2.
+    """
     from .protocols import load_protocol, rejudge
 
     try:
-        summary = rejudge(load_protocol(protocol), transcripts, output, allow_hooks)
+        loaded = load_protocol(protocol)
+        summary = rejudge(loaded, transcripts, output, allow_hooks, force=force, overwrite=overwrite)
     except SparringError as error:
         raise _fail(error) from None
     _print_summary(summary)
-    if summary.skipped:
-        errors.print(f"skipped {summary.skipped} malformed line(s) of {transcripts}", highlight=False)
+    notes = []
+    if summary.malformed:
+        notes.append(f"skipped {summary.malformed} malformed line(s) of {transcripts}")
+    if summary.duplicates:
+        notes.append(f"dropped {summary.duplicates} earlier record(s) of ids that occur again; judged the latest")
+    if summary.capped:
+        cap = loaded.spec.schedule.max_messages()
+        notes.append(f"{summary.capped} episode(s) hold more than the {cap} messages {loaded.name}'s schedule allows: "
+                     f"judged their first {cap}; the rest are kept unjudged")
+    for note in notes:
+        errors.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    if summary.failures:
+        errors.print(f"error: {len(summary.failures)} episode(s) could not be judged and were written with status "
+                     f"error; first: {summary.failures[0]}. Fix the protocol's rules (or those records) and judge "
+                     f"again.", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -675,8 +707,21 @@ def train(
 
 
 def main() -> None:
-    """Entry point of the `sparring` console script."""
-    app()
+    """Entry point of the `sparring` console script.
+
+    A failure that is not one of sparring's own errors (a bug) is printed on one line too, with
+    how to see its traceback (``SPARRING_DEBUG=1``).
+    """
+    import os
+
+    try:
+        app()
+    except Exception as error:  # noqa: BLE001
+        if os.environ.get("SPARRING_DEBUG"):
+            raise
+        errors.print(f"error: {type(error).__name__}: {error} (unexpected: this is a bug in sparring; run again "
+                     "with SPARRING_DEBUG=1 to see the traceback)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,15 @@ class _Record(BaseModel):
         return data
 
 
+class JudgeReading(_Record):
+    """How one reply of an LLM judge was read: which attempt it was, and its verdict and scores or why it failed."""
+
+    attempt: int = Field(1, description="1 for the first reply of one judging, 2 for the first retry, ...")
+    verdict: str | None = Field(None, description="the verdict the reply gives; None when it gives no valid one")
+    scores: dict[str, float] = Field({}, description="score name -> value, from lines 'SCORE NAME: NUMBER'")
+    error: str | None = Field(None, description="why the reply was not accepted (a retry followed, or the episode failed)")
+
+
 class TranscriptMessage(_Record):
     """One message of an episode; `token_ids`/`logprobs` only where the backend gave them."""
 
@@ -59,6 +68,7 @@ class TranscriptMessage(_Record):
     seconds: float | None = Field(None, description="wall time of the model call")
     usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of the call")
     prompt: str | None = Field(None, description="the protocol's per-turn prompt the role was handed before speaking")
+    judged: JudgeReading | None = Field(None, description="LLM judge replies only: how the reply was read")
 
 
 class ProtocolRef(_Record):

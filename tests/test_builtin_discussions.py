@@ -58,7 +58,7 @@ def test_builtins_load():
     assert saie.spec.variables["stance"].values == ["supportive", "adversarial"]
     assert debate.spec.schedule.type == "simultaneous" and debate.spec.schedule.rounds == 2
     assert list(debate.spec.roles) == ["debater_1", "debater_2", "debater_3"]
-    assert {r.history for r in debate.spec.roles.values()} == {"previous_rounds"}
+    assert {r.history for r in debate.spec.roles.values()} == {"all"}
 
 
 async def test_saie_is_judged_on_the_learners_last_answer(tmp_path):
@@ -164,8 +164,10 @@ async def test_debaters_see_only_the_other_debaters_previous_round(tmp_path):
         for r, call in enumerate(calls):
             handed = [m for m in call["messages"] if isinstance(m, UserMessage) and m.source != "user"]
             own = [m for m in call["messages"] if isinstance(m, AssistantMessage)]
-            # Everything from the peers is from earlier rounds; this round's arrive after the call.
-            assert sorted(m.content[:7] for m in handed) == sorted(
+            # Everything from the peers is from earlier rounds, labelled with its author; this round's
+            # arrive after the call.
+            assert all(m.content.startswith(f"{m.source}: ") for m in handed)
+            assert sorted(m.content.removeprefix(f"{m.source}: ")[:7] for m in handed) == sorted(
                 f"[d{b} r{p}]" for p in range(r) for b in (1, 2, 3) if b != a)
             assert [m.content[:7] for m in own] == [f"[d{a} r{p}]" for p in range(r)]
             if r:  # the previous round's answers come right before this round's prompt

@@ -52,10 +52,12 @@ async def test_token_ids_decode_to_text_and_logprobs_are_valid(engine):
     assert result.prompt_tokens == len(_prompt(engine, QUESTIONS[3]))
 
 
-async def test_seed_makes_sampling_reproducible(engine):
+async def test_seed_makes_sampling_reproducible(engine_fp32):
+    # float32: the second request reuses the first one's cached prompt keys, and bfloat16 kernels
+    # round a cached and a fresh prefill differently (the README says replies are exact in float32)
     params = SamplingParams(temperature=1.0, max_tokens=12, seed=7)
-    prompt = _prompt(engine, QUESTIONS[1])
-    first, second = await engine.generate(prompt, params), await engine.generate(prompt, params)
+    prompt = _prompt(engine_fp32, QUESTIONS[1])
+    first, second = await engine_fp32.generate(prompt, params), await engine_fp32.generate(prompt, params)
     assert first.token_ids == second.token_ids
 
 

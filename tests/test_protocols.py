@@ -56,7 +56,7 @@ def test_unknown_role_in_schedule_names_file_and_line(tmp_path):
 def test_undefined_template_variable_names_file_and_line(tmp_path):
     message = _error(GAME.replace("You talk to Alice.", "You talk to {{ friend }}."), tmp_path)
     assert message.startswith(f"{tmp_path / 'bad.yaml'}:8:") and "roles.bob.system" in message
-    assert "undefined template variable 'friend'" in message
+    assert "undefined name 'friend'" in message
 
 
 def test_bad_expression_names_file_and_line(tmp_path):

@@ -1,4 +1,5 @@
-"""The Adversarial Taboo rule judge (sparring.protocols._taboo): pure functions, no model."""
+"""The Adversarial Taboo judge: the shipped YAML rules (adversarial_taboo.yaml) run by `Judge`,
+and the helpers they call (sparring.protocols._taboo), which are pure functions, no model."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ import re
 import pytest
 
 from sparring.errors import JudgeError
+from sparring.protocols import Judge, Outcome, load_protocol
 from sparring.protocols import _taboo
 from sparring.protocols._taboo import (
-    TabooVerdict,
     inflections,
     is_correct_guess,
-    judge_message,
-    judge_taboo,
     load_taboo_words,
     mentions,
     parse_guess,
@@ -22,13 +21,20 @@ from sparring.protocols._taboo import (
 
 A, D = "attacker", "defender"
 OPENING = (A, "Let's chat! What do you usually have for a snack?")
-GUESSED = TabooVerdict(D, "defender guessed the word")
-WRONG = TabooVerdict(A, "defender guessed wrong")
-SAID = TabooVerdict(A, "defender said the word")
-BROKE = TabooVerdict(D, "attacker breaks the rules")
-TIE = TabooVerdict(None, "no decision")
+GUESSED = Outcome(D, "defender guessed the word")
+WRONG = Outcome(A, "defender guessed wrong")
+SAID = Outcome(A, "defender said the word")
+BROKE = Outcome(D, "attacker breaks the rules")
+TIE = Outcome(None, "tie")
+TABOO = Judge(load_protocol("adversarial_taboo"))
 
-# (case id, target, messages, expected verdict, index of the deciding message)
+
+def judge_game(messages: list[tuple[str, str]], target: str) -> tuple[Outcome, int | None]:
+    """The shipped protocol's verdict on ``(role, text)`` messages, and the deciding index."""
+    return TABOO.judge({"target": target}, [{"role": role, "content": text} for role, text in messages])
+
+
+# (case id, target, messages, expected outcome, index of the deciding message)
 JUDGE_CASES = [
     ("right guess", "apple", [OPENING, (D, "I know the word! It is `apple`!")], GUESSED, 1),
     ("right guess, inflected", "city", [OPENING, (D, "I know the word! It is `cities`!")],
@@ -96,18 +102,20 @@ JUDGE_CASES = [
 
 
 @pytest.mark.parametrize(
-    ("target", "messages", "verdict", "index"),
+    ("target", "messages", "outcome", "index"),
     [case[1:] for case in JUDGE_CASES],
     ids=[case[0] for case in JUDGE_CASES],
 )
-def test_judge_taboo(target, messages, verdict, index):
-    assert judge_taboo(messages, target) == (verdict, index)
+def test_shipped_rules_judge_games(target, messages, outcome, index):
+    assert judge_game(messages, target) == (outcome, index)
 
 
-def test_judge_message_goes_on_and_decides():
-    assert judge_message(A, "What do you eat for breakfast?", "apple") is None
-    assert judge_message(D, "Cereal, mostly.", "apple") is None
-    assert judge_message(D, "I know the word! It is `apples`!", "apple") == GUESSED
+def test_shipped_rules_go_on_and_decide_after_each_message():
+    game = [(A, "What do you eat for breakfast?"), (D, "Cereal, mostly."), (D, "I know the word! It is `apples`!")]
+    messages = [{"role": role, "content": text} for role, text in game]
+    assert TABOO.after_message({"target": "apple"}, messages[:1]) is None
+    assert TABOO.after_message({"target": "apple"}, messages[:2]) is None
+    assert TABOO.after_message({"target": "apple"}, messages) == GUESSED
 
 
 @pytest.mark.parametrize(
@@ -182,14 +190,9 @@ def test_is_correct_guess():
 @pytest.mark.parametrize("target", ["", "   ", "``"])
 def test_empty_target_is_a_judge_error(target):
     with pytest.raises(JudgeError, match="target word is empty"):
-        judge_taboo([(D, "hello")], target)
+        judge_game([(D, "hello")], target)
     with pytest.raises(JudgeError):
         inflections(target)
-
-
-def test_unknown_role_is_a_judge_error():
-    with pytest.raises(JudgeError, match="unknown Adversarial Taboo role 'judge'"):
-        judge_message("judge", "hello", "apple")
 
 
 def test_docstring_examples():
@@ -208,5 +211,5 @@ def test_word_list_targets_are_judged():
     words = load_taboo_words()
     for word in words[:200]:
         assert word in inflections(word)
-        assert judge_taboo([(D, f"I know the word! It is `{word}`!")], word)[0] == GUESSED
-        assert judge_taboo([(D, f"Is it {word.upper()}?")], word)[0] == SAID
+        assert judge_game([(D, f"I know the word! It is `{word}`!")], word)[0] == GUESSED
+        assert judge_game([(D, f"Is it {word.upper()}?")], word)[0] == SAID

@@ -2,8 +2,9 @@
 
 Scripted games replay canned replies through AutoGen's `ReplayChatCompletionClient`: each view
 must equal, message for message, what the client was sent (``create_calls``). Hand-made
-episodes check visibility (`sees`, `history: previous_rounds`) and the plain view of foreign
-records; a short real game on the embedded model checks the logged ``prompt_tokens``.
+episodes check visibility (`sees`, rounds, speaker labels) and the plain view of foreign records;
+a short real game on the embedded model checks the logged ``prompt_tokens``. `test_visibility.py`
+checks the rule itself on what the replay clients were sent.
 """
 
 from __future__ import annotations
@@ -75,11 +76,12 @@ async def test_views_equal_what_each_role_was_sent(tmp_path):
     for view in views:
         assert _seen(view) == _sent(clients[view.role], calls[view.role])
         calls[view.role] += 1
-    # spelled out: the observer sees only the host (and its own replies)
+    # spelled out: the observer sees only the host (and its own replies), unlabelled: it hears one role
     assert _seen(views[5]) == [("SystemMessage", "You only hear the host."), ("UserMessage", "H1"),
                                ("AssistantMessage", "O1"), ("UserMessage", "H2")]
-    assert _seen(views[4]) == [("SystemMessage", "You are a guest (curious about tea)."), ("UserMessage", "H1"),
-                               ("AssistantMessage", "G1"), ("UserMessage", "O1"), ("UserMessage", "H2")]
+    # the guest hears two roles: their messages carry their author's name
+    assert _seen(views[4]) == [("SystemMessage", "You are a guest (curious about tea)."), ("UserMessage", "host: H1"),
+                               ("AssistantMessage", "G1"), ("UserMessage", "observer: O1"), ("UserMessage", "host: H2")]
     host = views[3]
     assert host.system == "You host a chat about tea. You are host of host,guest,observer."
     assert host.prompt == "Turn 3, round 3: speak." and episode.messages[3].prompt == host.prompt
@@ -96,7 +98,7 @@ def test_prompts_are_rendered_when_not_logged():
     assert views[0].prompt == "Turn 0, round 0: speak."
     assert views[3].prompt == "Turn 3, round 3: speak."
     assert _seen(views[3])[1:] == [("UserMessage", "Turn 0, round 0: speak."), ("AssistantMessage", "H1"),
-                                   ("UserMessage", "G1"), ("UserMessage", "O1"),
+                                   ("UserMessage", "guest: G1"), ("UserMessage", "observer: O1"),
                                    ("UserMessage", "Turn 3, round 3: speak.")]
 
 
@@ -109,9 +111,9 @@ async def test_simultaneous_debate_sees_only_previous_rounds(tmp_path):
     for view in views:
         assert _seen(view) == _sent(clients[view.role], 0 if view.index < 3 else 1)
     second = views[4]  # debater_2 in round 1: its own round-0 answer, then the others' round-0 answers
-    kinds = [(type(m).__name__, m.content[:7]) for m in second.context]
-    assert kinds == [("UserMessage", episode.messages[1].prompt[:7]), ("AssistantMessage", "R0 by 2"),
-                     ("UserMessage", "R0 by 1"), ("UserMessage", "R0 by 3")]
+    kinds = [(type(m).__name__, m.content[:19]) for m in second.context]
+    assert kinds == [("UserMessage", episode.messages[1].prompt[:19]), ("AssistantMessage", "R0 by 2. The answer"),
+                     ("UserMessage", "debater_1: R0 by 1."), ("UserMessage", "debater_3: R0 by 3.")]
     assert "R1 by 1" not in str(second.chat(with_target=False))
     # without logged rounds, rounds come from the schedule
     bare = episode.model_copy(update={"messages": [m.model_copy(update={"round": 0, "prompt": None})

@@ -135,8 +135,8 @@ class Engine:
 
     # ----- public API -------------------------------------------------------------------------
     def encode_chat(self, messages: list[dict]) -> list[int]:
-        """Token ids of ``messages`` under the model's chat template, ready for the assistant turn."""
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+        """Token ids of ``messages`` under the model's chat template, ready for the assistant turn (see `encode_chat`)."""
+        return encode_chat(self.tokenizer, messages)
 
     def submit(
         self, prompt_ids: list[int], params: SamplingParams, on_text: Callable[[str], None] | None = None
@@ -421,6 +421,23 @@ class Engine:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def encode_chat(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of ``messages`` under ``tokenizer``'s chat template, ready for the assistant turn.
+
+    Only the markers the template writes itself become control tokens. Text inside a message that
+    spells one of the tokenizer's special tokens (``<|im_start|>``, ``<|endoftext|>``, ...) or an
+    added token the template uses is encoded as plain text, so a message cannot close its turn or
+    open another (transformers' ``sanitize_control_tokens``). A chat without such text gets exactly
+    the ids of ``apply_chat_template(..., tokenize=True)``.
+
+    Args:
+        tokenizer: a transformers tokenizer with a chat template.
+        messages (`list[dict]`): ``{"role", "content"}`` dicts with text content.
+    """
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                              sanitize_control_tokens=True, return_dict=False))
 
 
 def _draw(probs: torch.Tensor, top_p: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:

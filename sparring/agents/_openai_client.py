@@ -116,7 +116,7 @@ class OpenAIServerClient(ChatCompletionClient):
                                            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
             clients[key] = OpenAIChatCompletionClient(
                 model=self.model, base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
-                max_retries=0, http_client=http, model_info=MODEL_INFO, include_name_in_message=False)
+                max_retries=0, http_client=http, model_info=MODEL_INFO, include_name_in_message=True)  # the author of each message
         return clients[key]
 
     async def create(

@@ -2,10 +2,10 @@
 
 AutoGen's group chats broadcast every message to every participant and judge only through
 termination conditions; a protocol needs per-role visibility, a judge after each message and
-simultaneous rounds. `EpisodeTeam` drives `AssistantAgent`s directly: before each turn it hands
-the speaker, through `on_messages`, exactly the new messages that role may see, so a hidden
-message never reaches the speaker's model context, and it runs a simultaneous round's speakers
-concurrently.
+simultaneous rounds. `EpisodeTeam` drives `AssistantAgent`s directly: before each turn it rebuilds
+the speaker's model context from the episode's messages with `_visibility` (the rule
+`episode_views` also uses), so a hidden message never reaches the speaker's model, then hands it
+its per-turn prompt through `on_messages`; it runs a simultaneous round's speakers concurrently.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from autogen_agentchat.messages import TextMessage
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient
 
-from ._expressions import render
-from ._judges import Judge, Outcome
+from ._judges import Judge, Outcome, Verdict
 from ._loader import Protocol
 from ._schema import LLMJudgeSpec, RoleSpec
+from ._visibility import model_context, system_prompt, turn_prompt
 
 ClientFactory = Callable[[str, RoleSpec | LLMJudgeSpec], ChatCompletionClient]
 """Makes the model client of one role (or the LLM judge) for one episode: ``factory(name, spec)``."""
@@ -43,68 +43,61 @@ class EpisodeTeam:
         self.protocol, self.variables, self.clients, self.judge = protocol, variables, clients, judge
         spec = protocol.spec
         self.messages: list[dict] = []
-        self._seen = {name: 0 for name in spec.roles}  # how much of self.messages each role was handed
-        self.params = {name: {k: render(v, variables) if isinstance(v, str) else v for k, v in role.params.items()}
-                       for name, role in spec.roles.items()}
         self.agents = {
             name: AssistantAgent(name, model_client=clients[name],
-                                 system_message=render(role.system, self._context(name)), description=name)
-            for name, role in spec.roles.items()
+                                 system_message=system_prompt(protocol, variables, name), description=name)
+            for name in spec.roles
         }
 
     async def run(self) -> Outcome:
-        """Play until an outcome ends the episode or the schedule runs out; return the outcome."""
-        decided = None
-        for round_number, speakers in enumerate(self._rounds()):
-            replies = await asyncio.gather(*(self._speak(role, round_number) for role in speakers))
-            for reply in replies:
-                self.messages.append(reply)
-                decided = decided or self.judge.after_message(self.variables, self.messages)
-                if decided is not None and self.protocol.spec.stop_on_outcome:
-                    return decided
-            if self._over_budget():
-                break
+        """Play until a message decides the episode or the schedule (or token budget) runs out; return the outcome.
+
+        The judge decides after each message (`Judge.message_outcome`) and at the end (`Judge.end_outcome`).
+        While playing, `messages` holds the player messages only, so no player ever receives the LLM
+        judge's replies; when the episode ends, also by an error, every reply of the judge (a rejected
+        one too) is put into `messages` right after the message it judged.
+        """
         llm = self.protocol.spec.judge.llm
-        if decided is None and llm is not None:
-            decided, verdict = await self.judge.ask_model(self.variables, self.messages, self.clients[llm.role])
-            self.messages.append(verdict)
-        return decided or self.judge.final(self.variables, self.messages)
+        judged: list[tuple[int, dict]] = []  # (player messages before it, a reply of the LLM judge)
+
+        async def ask(players: list[dict]) -> Verdict:
+            position = len(players)
+            return await self.judge.ask_model(self.variables, list(players), self.clients[llm.role],
+                                              lambda reply: judged.append((position, reply)))
+
+        try:
+            for round_number, speakers in enumerate(self._rounds()):
+                replies = await asyncio.gather(*(self._speak(role, round_number) for role in speakers))
+                for reply in replies:
+                    self.messages.append(reply)
+                    decided = await self.judge.message_outcome(self.variables, self.messages, ask)
+                    if decided is not None:
+                        return await self.judge.end_outcome(self.variables, self.messages, ask, decided)
+                if self._over_budget():
+                    break
+            return await self.judge.end_outcome(self.variables, self.messages, ask)
+        finally:
+            for position, reply in reversed(judged):
+                self.messages.insert(position, reply)
 
     def _rounds(self) -> list[list[str]]:
-        """Speakers per round: all roles at once for simultaneous schedules, else one speaker a round."""
-        schedule = self.protocol.spec.schedule
-        if schedule.type == "simultaneous":
-            return [list(schedule.order) for _ in range(schedule.rounds)]
-        if schedule.type == "round_robin" and schedule.max_turns is not None:
-            turns = [schedule.order[i % len(schedule.order)] for i in range(schedule.max_turns)]
-        else:
-            turns = list(schedule.order) * schedule.rounds
-        return [[role] for role in turns]
+        """Speakers per round (see `ScheduleSpec.speaking_rounds`)."""
+        return self.protocol.spec.schedule.speaking_rounds()
 
     def _over_budget(self) -> bool:
         budget = self.protocol.spec.max_total_tokens
         return budget is not None and sum(len(m.get("token_ids") or ()) for m in self.messages) >= budget
 
-    def visible(self, role: str, message: dict, round_number: int) -> bool:
-        """Whether ``role`` may see ``message`` when speaking in ``round_number``."""
-        spec = self.protocol.spec.roles[role]
-        if message["role"] == role:
-            return False  # its own messages are already in its model context
-        if spec.sees != "all" and message["role"] not in spec.sees:
-            return False
-        return not (spec.history == "previous_rounds" and message["round"] >= round_number)
-
     async def _speak(self, role: str, round_number: int) -> dict:
-        spec = self.protocol.spec.roles[role]
-        new = [m for m in self.messages[self._seen[role]:] if self.visible(role, m, round_number)]
-        self._seen[role] = len(self.messages)
-        handed = [TextMessage(content=m["content"], source=m["role"]) for m in new]
-        prompt = render(spec.prompt, self._context(role, round_number)) if spec.prompt is not None else None
-        prompt = prompt if prompt and prompt.strip() else None  # a template that renders empty hands nothing
-        if prompt is not None:
-            handed.append(TextMessage(content=prompt, source="user"))
+        """``role``'s turn in round ``round_number``: its model context rebuilt, its prompt handed; the new message."""
+        agent = self.agents[role]
+        await agent.on_reset(CancellationToken())  # empties the model context; the system prompt stays
+        for item in model_context(self.protocol, role, self.messages, round_number):
+            await agent.model_context.add_message(item)
+        prompt = turn_prompt(self.protocol, self.variables, role, round_number, self.messages)
+        handed = [TextMessage(content=prompt, source="user")] if prompt is not None else []
         started = time.perf_counter()
-        response = await self.agents[role].on_messages(handed, CancellationToken())
+        response = await agent.on_messages(handed, CancellationToken())
         result = getattr(self.clients[role], "last_result", None)
         message = {"role": role, "content": response.chat_message.content, "turn": len(self.messages),
                    "round": round_number, "seconds": round(time.perf_counter() - started, 3)}
@@ -117,7 +110,3 @@ class EpisodeTeam:
         if usage is not None:
             message["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
         return message
-
-    def _context(self, role: str, round_number: int = 0) -> dict[str, Any]:
-        return {**self.variables, "role": role, "roles": list(self.protocol.spec.roles), "params": self.params[role],
-                "round": round_number, "turn": len(self.messages), "messages": self.messages}

@@ -8,9 +8,12 @@ every field with examples.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ._expressions import HELPERS, TemplateSyntaxError, undeclared_names
 
 SCHEMA_VERSION = 1
 
@@ -67,13 +70,22 @@ class RoleSpec(_Strict):
     sees: Literal["all"] | list[str] = Field(
         "all", description="Whose messages this role receives: 'all' or a list of role names (its own always)."
     )
-    history: Literal["all", "previous_rounds"] = Field(
-        "all", description="'previous_rounds': in simultaneous rounds, only messages of earlier rounds."
+    history: Literal["all", "last_round"] = Field(
+        "all", description="'all': every visible message of earlier rounds; 'last_round': only those of the round "
+        "just before this role's (its model context is rebuilt before each turn).",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Role parameters, templated, visible as `params`.")
     prompt: str | None = Field(
         None, description="Jinja2 template of a user message sent before each of this role's turns."
     )
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _no_previous_rounds(cls, value: Any) -> Any:
+        if value == "previous_rounds":
+            raise ValueError("'previous_rounds' is no longer accepted: use 'all' (the same behaviour: a role never "
+                             "sees messages of its own round) or 'last_round' (only the round just before its own)")
+        return value
 
 
 class ScheduleSpec(_Strict):
@@ -83,6 +95,32 @@ class ScheduleSpec(_Strict):
     order: list[str] = Field(min_length=1, description="Roles in speaking order (sequence: every turn listed).")
     max_turns: int | None = Field(None, ge=1, description="round_robin: messages in all at most.")
     rounds: int = Field(1, ge=1, description="simultaneous: rounds; sequence/round_robin: repetitions of `order`.")
+
+    def speaking_rounds(self) -> list[list[str]]:
+        """The speakers of each round, in order: every role of `order` at once in a simultaneous
+        round, else one speaker a round (round_robin with `max_turns` cycles `order` that often).
+
+        Example:
+            >>> ScheduleSpec(order=["attacker", "defender"], max_turns=3).speaking_rounds()
+            [['attacker'], ['defender'], ['attacker']]
+        """
+        if self.type == "simultaneous":
+            return [list(self.order) for _ in range(self.rounds)]
+        if self.type == "round_robin" and self.max_turns is not None:
+            turns = [self.order[i % len(self.order)] for i in range(self.max_turns)]
+        else:
+            turns = list(self.order) * self.rounds
+        return [[role] for role in turns]
+
+    def max_messages(self) -> int:
+        """The most player messages an episode can hold: the speakers of all rounds together
+        (an LLM judge's verdict is not a player message).
+
+        Example:
+            >>> ScheduleSpec(type="simultaneous", order=["a", "b", "c"], rounds=2).max_messages()
+            6
+        """
+        return sum(len(speakers) for speakers in self.speaking_rounds())
 
 
 class RuleSpec(_Strict):
@@ -95,23 +133,60 @@ class RuleSpec(_Strict):
 
 
 class VerdictSpec(_Strict):
-    """What one verdict of an LLM judge means."""
+    """What one verdict of an LLM judge means: an outcome, or (``decides: false``) no decision."""
 
     winner: str | None = Field(None, description="The winning role (none for a tie).")
-    reason: str = Field(description="Why: written to the transcript's outcome.")
+    reason: str | None = Field(None, description="Why: written to the transcript's outcome; required when it decides.")
+    decides: bool = Field(
+        True, description="false: no decision (e.g. 'continue'): play goes on, or at the end the next in line decides."
+    )
+
+    @model_validator(mode="after")
+    def _outcome_or_none(self) -> "VerdictSpec":
+        if self.decides and self.reason is None:
+            raise ValueError("a deciding verdict needs a reason (or set decides: false)")
+        if not self.decides and (self.winner is not None or self.reason is not None):
+            raise ValueError("a verdict with decides: false has no winner and no reason")
+        return self
+
+
+_NAME = re.compile(r"[A-Za-z0-9](?:[\w -]*[A-Za-z0-9])?")
+"""A verdict or score name: letters, digits, ``_``, ``-`` and spaces, starting and ending with a letter or digit."""
 
 
 class LLMJudgeSpec(_Strict):
-    """A model that judges a finished episode no rule decided, answering with one verdict word."""
+    """A model that judges the episode by a rubric: its reply ends with a line ``VERDICT: NAME``."""
 
     role: str = Field("judge", description="The judge's name in transcripts; must not be a player role.")
-    system: str = Field(description="Jinja2 template of the judge's system prompt.")
-    prompt: str = Field(description="Jinja2 template of the question, over the variables and `messages`.")
-    verdicts: dict[str, VerdictSpec] = Field(
-        min_length=2, description="Allowed replies (matched whole, case-insensitive) and their outcomes."
-    )
     model: str | None = Field(None, description="Model spec of the judge (default: the run's --model).")
-    sampling: SamplingSpec = Field(default_factory=lambda: SamplingSpec(temperature=0, max_tokens=8))
+    sampling: SamplingSpec = Field(default_factory=lambda: SamplingSpec(temperature=0, max_tokens=256))
+    system: str = Field(description="Jinja2 template of the judge's system prompt.")
+    prompt: str = Field(description="Jinja2 template of the rubric, over the variables, `transcript` and `messages`.")
+    verdicts: dict[str, VerdictSpec] = Field(
+        min_length=2, description="Allowed verdicts (matched case-insensitively) and their outcomes."
+    )
+    scores: list[str] = Field(
+        default_factory=list, description="Scores a deciding reply gives on lines `SCORE NAME: NUMBER`."
+    )
+    retries: int = Field(2, ge=0, description="Times an unparsable reply is answered with a correction and asked again.")
+    when: Literal["end", "each_message"] = Field("end", description="Ask once at the end, or after every message.")
+    order: Literal["rules_first", "judge_first"] = Field(
+        "rules_first", description="Whether the rules or the judge decide first where both may."
+    )
+
+    @model_validator(mode="after")
+    def _readable_names(self) -> "LLMJudgeSpec":
+        for kind, names in (("verdict", list(self.verdicts)), ("score", self.scores)):
+            for name in names:
+                if not _NAME.fullmatch(name) or (kind == "score" and " " in name):
+                    raise ValueError(f"{kind} name {name!r}: use letters, digits, '_', '-'"
+                                     f"{'' if kind == 'score' else ' and spaces'}, starting and ending with a letter or digit")
+            folded = [name.lower() for name in names]
+            if len(set(folded)) != len(folded):
+                raise ValueError(f"{kind} names {names} differ only in case; the judge's reply is read case-insensitively")
+        if not any(verdict.decides for verdict in self.verdicts.values()):
+            raise ValueError("no verdict decides: give at least one without decides: false")
+        return self
 
 
 class JudgeSpec(_Strict):
@@ -123,7 +198,9 @@ class JudgeSpec(_Strict):
         default_factory=lambda: RuleSpec(when="true", winner=None, reason="no decision"),
         description="The outcome when no rule fired.",
     )
-    llm: LLMJudgeSpec | None = Field(None, description="A model judge, asked when no rule decided.")
+    llm: LLMJudgeSpec | None = Field(
+        None, description="A model judge, asked at the end or after each message, before or after the rules."
+    )
     hook: str | None = Field(
         None, description="'package.module:function' called with the episode; runs only with --allow-hooks."
     )
@@ -157,9 +234,29 @@ class ProtocolSpec(_Strict):
         description="Per role, a sandboxed expression for its reward (default: 1 win, -1 loss, 0 tie).",
     )
     stop_on_outcome: bool = Field(
-        True, description="End the episode at the first deciding message (else play on; the first decision stands)."
+        True, description="End the episode at the first deciding message; false: play the whole schedule, and "
+        "no message decides it (only the hook, final rules, the LLM judge at the end or default).",
     )
     max_total_tokens: int | None = Field(None, ge=1, description="End the episode once its messages used this many tokens.")
+    speaker_label: str | None = Field(
+        None, description="Jinja2 template over `speaker` put before each message of another role a model is handed, "
+        "e.g. '{{ speaker }}: ' ('' for none); default: that label for a role that sees more than one other role, "
+        "else none.",
+    )
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Settings of `sparring data build` for this protocol's transcripts."
     )
+
+    @field_validator("speaker_label")
+    @classmethod
+    def _label_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            unknown = sorted(undeclared_names(value) - {"speaker"} - set(HELPERS))
+        except TemplateSyntaxError as error:
+            raise ValueError(f"bad template: {error.message}") from error
+        if unknown:
+            raise ValueError(f"undefined name {unknown[0]!r}; this field may use ['speaker'] (the author's role "
+                             f"name) and the helpers {sorted(HELPERS)}")
+        return value

@@ -1,32 +1,26 @@
-"""Rule judge of Adversarial Taboo (SPAG, Cheng et al. 2024) as pure functions over strings.
+"""Helpers of the Adversarial Taboo judge (SPAG, Cheng et al. 2024): pure functions over strings.
 
-The attacker knows the target word and must make the defender say it; the defender may guess
-once ("I know the word! It is `word`!"). The first deciding message ends the game:
-right guess (an inflected form counts) -> defender wins, "defender guessed the word"; wrong
-guess -> attacker wins, "defender guessed wrong"; defender says the word outside a guess ->
-attacker wins, "defender said the word"; attacker says the word or makes a guess -> defender
-wins, "attacker breaks the rules"; otherwise a tie (winner `None`), "no decision".
+The game's rules live in ``builtin/adversarial_taboo.yaml``; its rule expressions call these
+helpers as ``mentions`` (`mentions`), ``guess`` (`parse_guess`) and ``correct_guess``
+(`is_correct_guess`), see ``_expressions.HELPERS``. The attacker knows the target word and must
+make the defender say it; the defender may guess once ("I know the word! It is `word`!").
 
 Unlike SPAG's substring test a mention is a whole word: ``category`` does not mention ``cat``,
 while ``cats``, ``cat's``, ``"Cat"`` and ``cat-like`` (a hyphen separates words) do.
 Inflections are real ones from `lemminflect` (``run`` -> ``ran``, ``mouse`` -> ``mice``); words
 it does not know get its regular rules. A multi-word target (``ice cream``) matches as a phrase,
-its last word inflected, spaces or hyphens between words. In a defender's message a guess takes
-precedence over a mention.
+its last word inflected, spaces or hyphens between words. `parse_guess` finds a guess even
+in a message that also mentions the word; the YAML rules check a defender's guess first.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 
 from sparring.errors import JudgeError
-
-ATTACKER = "attacker"
-DEFENDER = "defender"
 
 # A word boundary that lets quotes, markdown (`*`, `_`), apostrophes and hyphens touch the word.
 _NOT_AFTER_LETTER = r"(?<![^\W_])"
@@ -44,17 +38,6 @@ _GUESS_RE = re.compile(
 _QUOTED_RE = re.compile(rf"[{_QUOTES}]+([^{_QUOTES}\n]+)[{_QUOTES}]")
 _UNQUOTED_RE = re.compile(r"[^\W\d_][\w'-]*(?:[ \t]+[^\W\d_][\w'-]*){0,3}")
 _ARTICLE_RE = re.compile(r"^(?:a|an|the)\s+")
-
-
-@dataclass(frozen=True)
-class TabooVerdict:
-    """The outcome of a game: `winner` is ``"attacker"``, ``"defender"`` or `None` (a tie)."""
-
-    winner: str | None
-    reason: str
-
-
-TIE = TabooVerdict(None, "no decision")
 
 
 def _normalize(text: str) -> str:
@@ -186,69 +169,6 @@ def is_correct_guess(guess: str, word: str) -> bool:
     forms = inflections(word)
     words = re.split(r"[\s\-]+", _normalize(guess).strip(" \t\n*_.,!?;:" + _QUOTES))
     return _ARTICLE_RE.sub("", " ".join(w for w in words if w)) in forms
-
-
-def judge_message(role: str, text: str, target: str) -> TabooVerdict | None:
-    """Judge one message of Adversarial Taboo.
-
-    Args:
-        role (`str`): ``"attacker"`` or ``"defender"``.
-        text (`str`): the message.
-        target (`str`): the target word.
-
-    Returns:
-        `TabooVerdict | None`: the verdict this message decides, or `None` when the game goes on.
-
-    Raises:
-        `JudgeError`: the target is empty or the role unknown.
-
-    Example:
-        >>> judge_message("defender", "I know the word! It is `cities`!", "city")
-        TabooVerdict(winner='defender', reason='defender guessed the word')
-    """
-    _target_words(target)
-    guess = parse_guess(text)
-    if role == ATTACKER:
-        if guess is not None or mentions(text, target):
-            return TabooVerdict(DEFENDER, "attacker breaks the rules")
-        return None
-    if role == DEFENDER:
-        if guess is not None:
-            if is_correct_guess(guess, target):
-                return TabooVerdict(DEFENDER, "defender guessed the word")
-            return TabooVerdict(ATTACKER, "defender guessed wrong")
-        if mentions(text, target):
-            return TabooVerdict(ATTACKER, "defender said the word")
-        return None
-    raise JudgeError(
-        f"unknown Adversarial Taboo role {role!r}: the roles are 'attacker' and 'defender'"
-    )
-
-
-def judge_taboo(messages: list[tuple[str, str]], target: str) -> tuple[TabooVerdict, int | None]:
-    """Judge a game: the first deciding message ends it.
-
-    Args:
-        messages (`list[tuple[str, str]]`): ``(role, text)`` pairs in order.
-        target (`str`): the target word.
-
-    Returns:
-        `tuple[TabooVerdict, int | None]`: the verdict and the index of the deciding message,
-        or the tie verdict (winner `None`, "no decision") and `None`.
-
-    Raises:
-        `JudgeError`: the target is empty or a role unknown.
-
-    Example:
-        >>> judge_taboo([("attacker", "Meow?"), ("defender", "A cat!")], "cat")
-        (TabooVerdict(winner='attacker', reason='defender said the word'), 1)
-    """
-    _target_words(target)
-    for index, (role, text) in enumerate(messages):
-        verdict = judge_message(role, text, target)
-        if verdict is not None:
-            return verdict, index
-    return TIE, None
 
 
 def load_taboo_words() -> list[str]:

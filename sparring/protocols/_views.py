@@ -1,26 +1,25 @@
 """What a role saw before each of its turns: the chat its model was sent, rebuilt from a transcript.
 
-`EpisodeTeam` hands each speaker, before its turn, the new messages it may see (others' as user
-messages), then the protocol's per-turn prompt; AutoGen's `AssistantAgent` keeps its own replies
-as assistant messages and puts the system prompt first. `episode_views` replays that from a
-logged episode, so a view's `chat()` equals what the embedded model was sent (the logged
+`EpisodeTeam` builds each speaker's model context, before its turn, with `_visibility`: its
+system prompt, the messages it may see (others' as user messages, with their speaker labels; its
+own as assistant messages) and its per-turn prompt. `episode_views` builds every turn of a logged
+episode with the same functions, so a view's `chat()` equals what the model was sent (the logged
 ``usage.prompt_tokens`` equals the tokenized length of the view without its last message).
 
 For an episode of an unknown protocol (a foreign record), `episode_views(None, episode)` gives a
-plain view: no system prompt, every earlier message visible.
+plain view: no system prompt, every earlier message visible, no labels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
 
 from ..agents._embedded_client import to_chat_messages
 from ..transcripts import Episode, TranscriptMessage
-from ._expressions import render
 from ._loader import Protocol
+from ._visibility import model_context, seen, system_prompt, turn_context, turn_prompt
 
 
 @dataclass(frozen=True)
@@ -31,10 +30,12 @@ class TurnView:
         index (`int`): the message's position in ``episode.messages``.
         role (`str`): the speaker.
         system (`str | None`): the rendered system prompt (None in a plain view).
-        context (`list[LLMMessage]`): the earlier model context, after the system prompt: visible
-            messages of others (user), the speaker's own replies (assistant) and earlier prompts.
+        context (`list[LLMMessage]`): the model context after the system prompt (`model_context`):
+            visible messages of others (user, labelled), the speaker's own replies (assistant) and
+            the prompts they answered.
         prompt (`str | None`): the per-turn prompt handed just before this turn.
-        history (`list[TranscriptMessage]`): the earlier messages the speaker saw, its own included.
+        history (`list[TranscriptMessage]`): the earlier messages the speaker saw (`seen`), its own
+            included, in the order it received them; as logged, without labels.
         target (`str`): the message's text.
     """
 
@@ -61,41 +62,15 @@ class TurnView:
         return to_chat_messages(self.llm_messages(with_target))
 
 
-def role_params(protocol: Protocol, variables: dict[str, Any], role: str) -> dict[str, Any]:
-    """A role's ``params``, rendered over the variables as `EpisodeTeam` renders them."""
-    params = protocol.spec.roles[role].params
-    return {k: render(v, variables) if isinstance(v, str) else v for k, v in params.items()}
-
-
-def turn_context(protocol: Protocol, variables: dict[str, Any], role: str, round_number: int = 0,
-                 messages: list[dict] | None = None) -> dict[str, Any]:
-    """The template context of ``role`` (as `EpisodeTeam._context` builds it): variables, role, roles, params, ..."""
-    messages = messages or []
-    return {**variables, "role": role, "roles": list(protocol.spec.roles),
-            "params": role_params(protocol, variables, role), "round": round_number, "turn": len(messages),
-            "messages": messages}
-
-
-def system_prompt(protocol: Protocol, variables: dict[str, Any], role: str, template: str | None = None) -> str:
-    """``role``'s system prompt for these variables (or ``template``, a variant, rendered in the same context)."""
-    source = template if template is not None else protocol.spec.roles[role].system
-    return render(source, turn_context(protocol, variables, role))
-
-
-def _visible(protocol: Protocol, role: str, speaker: str, spoken_in: int, round_number: int) -> bool:
-    """`EpisodeTeam.visible`: others' messages, of roles in ``sees``, of earlier rounds under ``previous_rounds``."""
-    spec = protocol.spec.roles[role]
-    if speaker == role:
-        return False
-    if spec.sees != "all" and speaker not in spec.sees:
-        return False
-    return not (spec.history == "previous_rounds" and spoken_in >= round_number)
-
-
 def _rounds(protocol: Protocol | None, messages: list[TranscriptMessage]) -> list[int]:
-    """Each message's round: as logged, or (a foreign record that logged none) as the schedule makes them."""
+    """Each message's round: as logged, or (a foreign record that logged none) as the schedule makes them.
+
+    A plain view (no protocol) makes every message a round of its own: each sees all earlier ones.
+    """
+    if protocol is None:
+        return list(range(len(messages)))
     logged = [m.round for m in messages]
-    if len(messages) < 2 or any(logged) or protocol is None:
+    if len(messages) < 2 or any(logged):
         return logged
     schedule = protocol.spec.schedule
     if schedule.type == "simultaneous":
@@ -129,40 +104,26 @@ def episode_views(protocol: Protocol | None, episode: Episode) -> list[TurnView]
         [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Yo'}]
     """
     messages = episode.messages
-    rounds = _rounds(protocol, messages)
     speakers = set(protocol.spec.roles) if protocol is not None else {m.role for m in messages}
-    seen = {role: 0 for role in speakers}  # how far into `messages` each role was handed
-    context: dict[str, list[LLMMessage]] = {role: [] for role in speakers}
-    history: dict[str, list[TranscriptMessage]] = {role: [] for role in speakers}
+    played = [i for i, m in enumerate(messages) if m.role in speakers]  # not the LLM judge's replies
+    rounds = _rounds(protocol, [messages[i] for i in played])
+    # the player messages as the engine keeps them while playing (it never holds the judge's replies)
+    logged = [{**messages[i].model_dump(exclude_none=True), "round": r} for i, r in zip(played, rounds)]
     systems: dict[str, str] = {}
     views: list[TurnView] = []
-    for index, message in enumerate(messages):
-        role = message.role
-        if role not in speakers:
-            continue  # the LLM judge's verdict
-        now = rounds[index]
-        # the messages logged when it spoke: a simultaneous round's speakers do not see each other
-        end = next((i for i in range(index) if rounds[i] >= now), index) if protocol is not None else index
-        for i in range(seen[role], end):
-            other = messages[i]
-            if other.role != role and other.role in speakers and (
-                    protocol is None or _visible(protocol, role, other.role, rounds[i], now)):
-                context[role].append(UserMessage(content=other.content, source=other.role))
-                history[role].append(other)
-        seen[role] = max(seen[role], end)
+    for k, index in enumerate(played):
+        message, role, now = messages[index], messages[index].role, rounds[k]
+        before = logged[:next((j for j in range(k) if rounds[j] >= now), k)]  # posted when its round began
         prompt = message.prompt
-        if prompt is None and protocol is not None and protocol.spec.roles[role].prompt is not None:
-            logged = [messages[i].model_dump(exclude_none=True) for i in range(end)]
-            prompt = render(protocol.spec.roles[role].prompt, turn_context(protocol, episode.variables, role, now, logged))
-            prompt = prompt if prompt.strip() else None  # as in play: an empty prompt is not handed
+        if prompt is None and protocol is not None:  # not logged: the prompt the engine would have handed
+            prompt = turn_prompt(protocol, episode.variables, role, now, before)
+            if prompt is not None:
+                logged[k]["prompt"] = prompt  # later turns' contexts hold it
         if protocol is not None and role not in systems:
             systems[role] = system_prompt(protocol, episode.variables, role)
-        views.append(TurnView(index, role, systems.get(role), list(context[role]), prompt, list(history[role]),
-                              message.content))
-        if prompt is not None:
-            context[role].append(UserMessage(content=prompt, source="user"))
-        context[role].append(AssistantMessage(content=message.content, source=role))
-        history[role].append(message)
+        views.append(TurnView(index, role, systems.get(role), model_context(protocol, role, before, now), prompt,
+                              [messages[played[j]] for j in seen(protocol, role, before, now)], message.content))
     return views
 
-__all__ = ["TurnView", "episode_views", "fits", "role_params", "system_prompt", "turn_context"]
+
+__all__ = ["TurnView", "episode_views", "fits", "system_prompt", "turn_context"]  # the last two: from `_visibility`
