@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from ..agents._engine import encode_chat
+
 IGNORE = -100
 
 
@@ -111,9 +113,9 @@ def tokenize_turn(tokenizer, messages: list[dict], max_length: int) -> dict[str,
     Returns:
         ``{"input_ids": [...], "labels": [...]}`` with the context's labels set to -100.
     """
-    text = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
-    target = tokenizer(messages[-1]["content"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    prompt = encode_chat(tokenizer, messages[:-1])  # as the embedded engine encoded it in play
+    target = tokenizer(messages[-1]["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    target = [*target, tokenizer.eos_token_id]
     target = target[: max_length - 1]
     prompt = prompt[len(prompt) - (max_length - len(target)):] if len(prompt) + len(target) > max_length else prompt
     return {"input_ids": prompt + target, "labels": [IGNORE] * len(prompt) + target}
