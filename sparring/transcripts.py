@@ -55,6 +55,18 @@ class JudgeReading(_Record):
     error: str | None = Field(None, description="why the reply was not accepted (a retry followed, or the episode failed)")
 
 
+class RejectedAttempt(_Record):
+    """A reply that its role's ``valid`` expression rejected, and the error it was sent back with."""
+
+    content: str = Field(description="the rejected reply")
+    error: str = Field(description="the role's rendered invalid_prompt, handed to it (only) before it was asked again")
+    token_ids: list[int] | None = Field(None, description="generated token ids")
+    logprobs: list[float] | None = Field(None, description="per-token log-probabilities")
+    finish_reason: str | None = Field(None, description="'stop' or 'length', where the backend said")
+    seconds: float | None = Field(None, description="wall time of the model call")
+    usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of the call")
+
+
 class TranscriptMessage(_Record):
     """One message of an episode; `token_ids`/`logprobs` only where the backend gave them."""
 
@@ -68,7 +80,14 @@ class TranscriptMessage(_Record):
     seconds: float | None = Field(None, description="wall time of the model call")
     usage: dict[str, int] | None = Field(None, description="prompt_tokens and completion_tokens of the call")
     prompt: str | None = Field(None, description="the protocol's per-turn prompt the role was handed before speaking")
+    state: dict[str, Any] | None = Field(None, description="the game state after this message (protocols with `state`)")
+    phase: str | None = Field(None, description="the schedule phase it was spoken in (phased schedules)")
     judged: JudgeReading | None = Field(None, description="LLM judge replies only: how the reply was read")
+    scripted: bool | None = Field(None, description="true for a scripted role's message (its script rendered, no model)")
+    attempts: list[RejectedAttempt] | None = Field(
+        None, description="roles with `valid`: the rejected replies of this turn before this message, in order")
+    invalid: bool | None = Field(
+        None, description="true when this message was rejected too and its role had no retry left (on_invalid decided)")
 
 
 class ProtocolRef(_Record):

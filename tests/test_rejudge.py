@@ -149,7 +149,7 @@ def test_a_crash_mid_way_leaves_the_previous_output(tmp_path, monkeypatch):
     before = out.read_bytes()
     calls = []
 
-    def crash_on_the_second(self, outcome, variables):
+    def crash_on_the_second(self, outcome, variables, messages=()):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("power cut")

@@ -192,9 +192,10 @@ async def eval_winrate(
             already holds transcripts and ``resume`` is not set, or ``exclude`` leaves too few games.
     """
     loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    roles = list(loaded.spec.roles)
+    roles = loaded.spec.model_roles  # a scripted role (a referee, a board) plays no side
     if len(roles) < 2:
-        raise ProtocolError(f"{loaded.name} has one role ({roles[0]}): a win rate needs a protocol with two sides")
+        raise ProtocolError(f"{loaded.name} has {len(roles)} role(s) played by a model ({roles}): a win rate needs "
+                            "a protocol with two sides")
     if games < 1:
         raise ProtocolError(f"games={games}: evaluate at least 1 game (2 or more to cover both role assignments)")
     out_dir = Path(out_dir)

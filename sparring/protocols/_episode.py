@@ -21,8 +21,10 @@ from autogen_core.models import ChatCompletionClient
 
 from ._judges import Judge, Outcome, Verdict
 from ._loader import Protocol
+from ._schedule import schedule_rounds
 from ._schema import LLMJudgeSpec, RoleSpec
-from ._visibility import model_context, system_prompt, turn_prompt
+from ._state import initial_state, next_state
+from ._visibility import invalid_prompt, model_context, script_message, system_prompt, turn_prompt, valid_reply
 
 ClientFactory = Callable[[str, RoleSpec | LLMJudgeSpec], ChatCompletionClient]
 """Makes the model client of one role (or the LLM judge) for one episode: ``factory(name, spec)``."""
@@ -34,7 +36,7 @@ class EpisodeTeam:
     Args:
         protocol (`Protocol`): what is played.
         variables (`dict`): this episode's variables.
-        clients (`dict[str, ChatCompletionClient]`): one model client per role.
+        clients (`dict[str, ChatCompletionClient]`): one model client per role (a scripted role has none).
         judge (`Judge`): decides the episode.
     """
 
@@ -43,10 +45,11 @@ class EpisodeTeam:
         self.protocol, self.variables, self.clients, self.judge = protocol, variables, clients, judge
         spec = protocol.spec
         self.messages: list[dict] = []
+        self.state = initial_state(protocol, variables)  # after the last message (read-only: each update makes a new one)
         self.agents = {
             name: AssistantAgent(name, model_client=clients[name],
                                  system_message=system_prompt(protocol, variables, name), description=name)
-            for name in spec.roles
+            for name, role in spec.roles.items() if not role.scripted
         }
 
     async def run(self) -> Outcome:
@@ -66,10 +69,18 @@ class EpisodeTeam:
                                               lambda reply: judged.append((position, reply)))
 
         try:
-            for round_number, speakers in enumerate(self._rounds()):
-                replies = await asyncio.gather(*(self._speak(role, round_number) for role in speakers))
+            rounds = schedule_rounds(self.protocol, lambda: self.judge.rule_context(self.variables, self.messages))
+            for round_number, (phase, speakers) in enumerate(rounds):
+                replies = await asyncio.gather(*(self._speak(role, round_number, phase) for role in speakers))
                 for reply in replies:
+                    if phase is not None:
+                        reply["phase"] = phase
                     self.messages.append(reply)
+                    if reply.get("invalid"):  # its role ran out of retries (`_speak`): its on_invalid decides
+                        return await self.judge.end_outcome(self.variables, self.messages, ask,
+                                                            self.judge.invalid_outcome(reply["role"]))
+                    if self.protocol.spec.state or self.protocol.spec.update:
+                        self.state = reply["state"] = next_state(self.protocol, self.state, self.variables, self.messages)
                     decided = await self.judge.message_outcome(self.variables, self.messages, ask)
                     if decided is not None:
                         return await self.judge.end_outcome(self.variables, self.messages, ask, decided)
@@ -80,33 +91,63 @@ class EpisodeTeam:
             for position, reply in reversed(judged):
                 self.messages.insert(position, reply)
 
-    def _rounds(self) -> list[list[str]]:
-        """Speakers per round (see `ScheduleSpec.speaking_rounds`)."""
-        return self.protocol.spec.schedule.speaking_rounds()
-
     def _over_budget(self) -> bool:
         budget = self.protocol.spec.max_total_tokens
-        return budget is not None and sum(len(m.get("token_ids") or ()) for m in self.messages) >= budget
+        calls = [call for m in self.messages for call in (m, *(m.get("attempts") or ()))]  # rejected replies count
+        return budget is not None and sum(len(call.get("token_ids") or ()) for call in calls) >= budget
 
-    async def _speak(self, role: str, round_number: int) -> dict:
-        """``role``'s turn in round ``round_number``: its model context rebuilt, its prompt handed; the new message."""
+    async def _speak(self, role: str, round_number: int, phase: str | None = None) -> dict:
+        """``role``'s turn in round ``round_number``; the new message.
+
+        A scripted role's message is its script rendered (``scripted: true``). A model's turn: its
+        model context rebuilt, its prompt handed, its reply taken. A reply its ``valid`` expression
+        rejects is answered, in the same model context, with its ``invalid_prompt`` and the model
+        asked again, up to ``retries`` times; the rejected replies and their errors go to the
+        message's ``attempts`` (no other role, and no later turn, sees them). When the last retry is
+        rejected too, the message is that reply with ``invalid: true``: `run` ends the episode with
+        the role's ``on_invalid`` outcome (`Judge.invalid_outcome`).
+        """
+        spec = self.protocol.spec.roles[role]
+        turn = {"role": role, "turn": len(self.messages), "round": round_number}
+        if spec.scripted:
+            content = script_message(self.protocol, self.variables, role, round_number, self.messages, phase)
+            return {**turn, "content": content, "scripted": True}
         agent = self.agents[role]
         await agent.on_reset(CancellationToken())  # empties the model context; the system prompt stays
         for item in model_context(self.protocol, role, self.messages, round_number):
             await agent.model_context.add_message(item)
-        prompt = turn_prompt(self.protocol, self.variables, role, round_number, self.messages)
+        prompt = turn_prompt(self.protocol, self.variables, role, round_number, self.messages, phase)
         handed = [TextMessage(content=prompt, source="user")] if prompt is not None else []
-        started = time.perf_counter()
-        response = await agent.on_messages(handed, CancellationToken())
-        result = getattr(self.clients[role], "last_result", None)
-        message = {"role": role, "content": response.chat_message.content, "turn": len(self.messages),
-                   "round": round_number, "seconds": round(time.perf_counter() - started, 3)}
+        attempts: list[dict] = []
+        while True:
+            reply = await self._reply(role, handed)  # the model context keeps what was handed and the reply
+            if valid_reply(self.protocol, self.variables, role, round_number, self.messages, reply["content"], phase):
+                break
+            if len(attempts) == spec.retries:
+                reply["invalid"] = True
+                break
+            error = invalid_prompt(self.protocol, self.variables, role, round_number, self.messages, reply["content"],
+                                   phase)
+            attempts.append({**reply, "error": error})
+            handed = [TextMessage(content=error, source="user")]
+        message = {**turn, **reply}
         if prompt is not None:
             message["prompt"] = prompt
+        if attempts:
+            message["attempts"] = attempts
+        return message
+
+    async def _reply(self, role: str, handed: list[TextMessage]) -> dict:
+        """One model call of ``role`` on ``handed``: the reply's ``content`` and what the backend said of it."""
+        started = time.perf_counter()
+        response = await self.agents[role].on_messages(handed, CancellationToken())
+        result = getattr(self.clients[role], "last_result", None)
+        reply = {"content": response.chat_message.content, "seconds": round(time.perf_counter() - started, 3)}
         if result is not None:
-            message.update(token_ids=result.token_ids, logprobs=[lp.logprob for lp in result.logprobs or []],
-                           finish_reason=result.finish_reason)
+            reply.update(token_ids=result.token_ids, logprobs=[lp.logprob for lp in result.logprobs or []],
+                         finish_reason=result.finish_reason)
         usage = response.chat_message.models_usage
         if usage is not None:
-            message["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-        return message
+            reply["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        return reply
+

@@ -33,11 +33,20 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import JudgeError
 from ._answers import answers_match, extract_answer, majority_vote
+from ._parsing import match, match_all, number, number_range, numbers
 from ._taboo import is_correct_guess, mentions, parse_guess
 
 
 class ExpressionError(JudgeError):
-    """A template or expression failed while it was evaluated; the message names where and what."""
+    """A template or expression failed while it was evaluated; the message names where and what.
+
+    Attributes:
+        detail (`str`): the message without where (the expression and what went wrong).
+    """
+
+    def __init__(self, where: str, detail: str):
+        super().__init__(f"{where}: {detail}")
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -231,14 +240,25 @@ def _guarded_loop(items: Any):
         yield item
 
 
-def _regex(text: str, pattern: str) -> bool:
-    """Whether ``pattern`` occurs in ``text`` (Python regular expressions, with the evaluation's deadline)."""
-    budget = _budget.get()
-    timeout = max(budget.deadline - time.monotonic(), 0.001) if budget is not None else LIMITS.seconds
-    try:
-        return _re.search(pattern, text or "", timeout=timeout) is not None
-    except TimeoutError as error:
-        raise CostError(f"the regular expression {pattern!r} took longer than the evaluation's {LIMITS.seconds:g} s") from error
+def _with_deadline(search: Callable[..., Any]) -> Callable[[str, str], Any]:
+    """A regular-expression helper ``search(text, pattern, timeout=...)``, given what is left of the
+    evaluation's deadline (`LIMITS.seconds` outside an evaluation)."""
+
+    @functools.wraps(search)
+    def helper(text: str, pattern: str) -> Any:
+        budget = _budget.get()
+        timeout = max(budget.deadline - time.monotonic(), 0.001) if budget is not None else LIMITS.seconds
+        try:
+            return search(text, pattern, timeout=timeout)
+        except TimeoutError as error:
+            raise CostError(f"the regular expression {pattern!r} took longer than the evaluation's {LIMITS.seconds:g} s") from error
+
+    return helper
+
+
+def _regex(text: str, pattern: str, timeout: float | None = None) -> bool:
+    """Whether ``pattern`` occurs in ``text`` (Python regular expressions)."""
+    return _re.search(pattern, text or "", timeout=timeout) is not None
 
 
 def _count(items: list, value: Any) -> int:
@@ -252,8 +272,13 @@ HELPERS: dict[str, Callable] = {
     "extract_answer": extract_answer,
     "answers_match": answers_match,
     "majority_vote": majority_vote,
-    "regex": _regex,
+    "regex": _with_deadline(_regex),
     "count": _count,
+    "match": _with_deadline(match),
+    "match_all": _with_deadline(match_all),
+    "number": number,
+    "numbers": numbers,
+    "number_range": number_range,
 }
 """Functions every template and rule expression can call."""
 
@@ -300,7 +325,7 @@ def _run(where: str, source: str, work: Callable[[], Any]) -> Any:
         raise
     except Exception as error:  # noqa: BLE001 - whatever a template does wrong is the episode's error
         kind = "over a cost limit" if isinstance(error, (CostError, MemoryError, RecursionError)) else type(error).__name__
-        raise ExpressionError(f"{where}: {_short(source)}: {kind}: {error}") from error
+        raise ExpressionError(where, f"{_short(source)}: {kind}: {error}") from error
     finally:
         _budget.reset(token)
 
@@ -317,7 +342,7 @@ def render(template: str, context: Mapping[str, Any], where: str = "<template>")
     """
 
     def work() -> str:
-        compiled = _env.from_string(template)
+        compiled = _template(template)
         pieces, size = [], 0
         for piece in compiled.generate(**context):  # streamed, so a runaway loop is stopped as it goes
             _tick()
@@ -330,6 +355,12 @@ def render(template: str, context: Mapping[str, Any], where: str = "<template>")
     return _run(where, template, work)
 
 
+@functools.lru_cache(maxsize=4096)
+def _template(source: str):
+    return _env.from_string(source)
+
+
+@functools.lru_cache(maxsize=4096)
 def compile_expression(source: str, where: str = "<expression>") -> Callable[..., Any]:
     """Compile a rule expression once; call the result with the context as keyword arguments.
 

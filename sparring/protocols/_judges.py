@@ -14,12 +14,13 @@ import re
 import textwrap
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Coroutine, Mapping, NamedTuple
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, NamedTuple, Sequence
 
 from ..errors import JudgeError
 from ._expressions import compile_expression, render
 from ._loader import Protocol
-from ._schema import LLMJudgeSpec
+from ._schema import LLMJudgeSpec, RuleSpec
+from ._state import current_state, with_states
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,9 @@ class Judge:
         self.protocol = protocol
         judge = protocol.spec.judge
         self._llm: LLMJudgeSpec | None = judge.llm
-        self._rules = [(rule, compile_expression(rule.when, protocol.where(f"judge.rules.{i}.when")))
+        self._rules = [(rule, compile_expression(rule.when, protocol.where(f"judge.rules.{i}.when")), f"judge.rules.{i}")
                        for i, rule in enumerate(judge.rules)]
-        self._final = [(rule, compile_expression(rule.when, protocol.where(f"judge.final.{i}.when")))
+        self._final = [(rule, compile_expression(rule.when, protocol.where(f"judge.final.{i}.when")), f"judge.final.{i}")
                        for i, rule in enumerate(judge.final)]
         self._rewards = {role: compile_expression(expr, protocol.where(f"rewards.{role}"))
                          for role, expr in protocol.spec.rewards.items()}
@@ -76,7 +77,7 @@ class Judge:
 
     def final(self, variables: dict[str, Any], messages: list[dict]) -> Outcome:
         """The outcome the hook, the ``final`` rules or ``default`` give a finished episode (no LLM judge)."""
-        return self._end_rules(variables, messages) or self._default()
+        return self._end_rules(variables, messages) or self._default(variables, messages)
 
     async def message_outcome(self, variables: dict[str, Any], players: list[dict], ask: Ask) -> Outcome | None:
         """What the last of ``players`` decides, or None when play goes on: the ``rules`` and, with
@@ -101,7 +102,7 @@ class Judge:
         def rules() -> Outcome | None:
             return decided or self._end_rules(variables, players)
 
-        return await self._in_order(rules, ask if asked else None, players) or self._default()
+        return await self._in_order(rules, ask if asked else None, players) or self._default(variables, players)
 
     def judge(self, variables: dict[str, Any], messages: list[dict]) -> tuple[Outcome, int | None]:
         """Re-judge a whole logged episode as play judges it: its outcome and the index in ``messages`` of
@@ -115,6 +116,7 @@ class Judge:
             `JudgeError`: a rule fails, or the LLM judge's verdict is needed where none is logged or none parses.
         """
         llm = self._llm
+        messages = with_states(self.protocol, variables, messages)
         players: list[dict] = []
         positions: list[int] = []
         logged: dict[int, list[str]] = {}  # the judge's replies by the number of player messages before them
@@ -141,6 +143,9 @@ class Judge:
 
         async def replay() -> tuple[Outcome, int | None]:
             for count in range(1, len(players) + 1):
+                if players[count - 1].get("invalid"):  # its role ran out of retries, as in play
+                    decided = self.invalid_outcome(players[count - 1]["role"])
+                    return await self.end_outcome(variables, players[:count], ask, decided), positions[count - 1]
                 decided = await self.message_outcome(variables, players[:count], ask)
                 if decided is not None:
                     return await self.end_outcome(variables, players[:count], ask, decided), positions[count - 1]
@@ -193,13 +198,16 @@ class Judge:
             return verdict
         raise JudgeError(f"{where}: no valid verdict in {len(failures)} replies; the last: {failures[-1]}")
 
-    def rewards(self, outcome: Outcome, variables: dict[str, Any]) -> dict[str, float]:
-        """Each role's reward: the protocol's expressions (given ``winner``, ``reason`` and the LLM judge's
-        ``scores``), else 1 to the winner, -1 to the others, 0 on a tie."""
+    def rewards(self, outcome: Outcome, variables: dict[str, Any], messages: Sequence[Mapping] = ()) -> dict[str, float]:
+        """Each role's reward: the protocol's expressions (given ``winner``, ``reason``, the LLM judge's
+        ``scores``, the player ``messages`` and the final ``state``), else 1 to the winner, -1 to the
+        others, 0 on a tie."""
+        players = [m for m in messages if m["role"] in self.protocol.spec.roles]
+        played = {"messages": players, "state": current_state(self.protocol, variables, players)} if self._rewards else {}
         rewards = {}
         for role in self.protocol.spec.roles:
             if role in self._rewards:
-                context = {**variables, "role": role, "winner": outcome.winner, "reason": outcome.reason,
+                context = {**variables, **played, "role": role, "winner": outcome.winner, "reason": outcome.reason,
                            "scores": dict(outcome.scores)}
                 value = self._rewards[role](**context)
                 if not isinstance(value, (int, float)):
@@ -209,6 +217,11 @@ class Judge:
             else:
                 rewards[role] = 0.0 if outcome.winner is None else (1.0 if role == outcome.winner else -1.0)
         return rewards
+
+    def invalid_outcome(self, role: str) -> Outcome:
+        """The outcome when ``role`` ran out of retries on invalid replies: its ``on_invalid``."""
+        decided = self.protocol.spec.roles[role].on_invalid
+        return Outcome(decided.winner, decided.reason)
 
     async def _in_order(self, rules: Callable[[], Outcome | None], ask: Ask | None, players: list[dict]) -> Outcome | None:
         """The first decision of ``rules()`` and the LLM judge (when ``ask`` is given), in the judge's ``order``."""
@@ -227,7 +240,8 @@ class Judge:
         """What the judge's templates see: the variables, and the player messages quoted as data."""
         llm = self._llm
         return {**variables, "role": llm.role, "roles": list(self.protocol.spec.roles), "verdicts": list(llm.verdicts),
-                "messages": [{**m, "content": quote(m["content"])} for m in players],
+                "messages": [{**{k: v for k, v in m.items() if k != "attempts"}, "content": quote(m["content"])}
+                             for m in players],
                 "transcript": quoted_transcript(players)}
 
     def _end_rules(self, variables: dict[str, Any], messages: list[dict]) -> Outcome | None:
@@ -242,21 +256,37 @@ class Judge:
                 return Outcome(verdict.get("winner"), verdict.get("reason", "hook"))
         return self._first(self._final, variables, messages, only_last_speaker=False)
 
-    def _default(self) -> Outcome:
-        default = self.protocol.spec.judge.default
-        return Outcome(default.winner, default.reason)
+    def _default(self, variables: dict[str, Any], messages: list[dict]) -> Outcome:
+        return self._outcome(self.protocol.spec.judge.default, self.rule_context(variables, messages), "judge.default")
+
+    def rule_context(self, variables: Mapping[str, Any], messages: list[dict]) -> dict[str, Any]:
+        """The names rules see after the last of ``messages`` (the player messages so far; none at the start)."""
+        last = messages[-1] if messages else {"content": "", "role": None, "turn": 0, "round": 0}
+        return {**variables, "message": last["content"], "role": last["role"], "turn": last.get("turn", len(messages) - 1),
+                "round": last.get("round", 0), "messages": messages, "roles": list(self.protocol.spec.roles),
+                "state": current_state(self.protocol, variables, messages), "phase": last.get("phase")}
+
+    def _outcome(self, rule: RuleSpec, context: dict[str, Any], field: str) -> Outcome:
+        """The outcome a rule gives: its ``winner`` (a role, or a template rendering one) and its ``reason`` (a template)."""
+        winner = rule.winner
+        if rule.computed_winner:
+            rendered = render(winner, context, self.protocol.where(f"{field}.winner")).strip()
+            winner = None if rendered.lower() in ("", "none", "null") else rendered
+            if winner is not None and winner not in self.protocol.spec.roles:
+                raise JudgeError(f"{self.protocol.where(f'{field}.winner')}: {rule.winner!r} gave {rendered!r}, which is "
+                                 f"no role; roles are {sorted(self.protocol.spec.roles)} (or empty/none for a tie)")
+        reason = render(rule.reason, context, self.protocol.where(f"{field}.reason")) if "{" in rule.reason else rule.reason
+        return Outcome(winner, reason)
 
     def _first(self, rules, variables, messages, only_last_speaker: bool) -> Outcome | None:
         if not messages:
             return None
-        last = messages[-1]
-        context = {**variables, "message": last["content"], "role": last["role"], "turn": last.get("turn", len(messages) - 1),
-                   "round": last.get("round", 0), "messages": messages, "roles": list(self.protocol.spec.roles)}
-        for rule, check in rules:
-            if only_last_speaker and rule.roles is not None and last["role"] not in rule.roles:
+        context = self.rule_context(variables, messages)
+        for rule, check, field in rules:
+            if only_last_speaker and rule.roles is not None and context["role"] not in rule.roles:
                 continue
             if check(**context):
-                return Outcome(rule.winner, rule.reason)
+                return self._outcome(rule, context, field)
         return None
 
 

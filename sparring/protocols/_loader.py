@@ -17,7 +17,8 @@ from jinja2 import nodes
 from ..errors import ProtocolError, SparringError
 from ._expressions import HELPERS, TemplateSyntaxError, compile_expression, parse, undeclared_names
 from ._schema import ProtocolSpec
-from ._variables import load_pool
+from ._state import initial_value
+from ._variables import VariableError, with_first_value
 
 BUILTIN_DIR = resources.files("sparring.protocols") / "builtin"
 
@@ -167,21 +168,28 @@ def _check_nodes(root: yaml.Node, where: str) -> None:
 
 def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
     """Every role a schedule, a visibility list, a rule or a reward names must exist."""
-    references = [(("schedule", "order", i), name) for i, name in enumerate(spec.schedule.order)]
+    references = []
+    for loc, schedule in _schedules(spec):
+        references += [((*loc, "order", i), name) for i, name in enumerate(schedule.order)]
+        if schedule.first is not None and "{" not in schedule.first and schedule.first not in schedule.order:
+            raise ProtocolError(f"{where}:{_line(root, (*loc, 'first'))}: {'.'.join(map(str, (*loc, 'first')))}: "
+                                f"{schedule.first!r} is not in this schedule's order {schedule.order}")
     references += [(("rewards", name), name) for name in spec.rewards]
     for role_name, role in spec.roles.items():
         references += [(("roles", role_name, "sees", i), name) for i, name in enumerate(role.sees)] if role.sees != "all" else []
+        references += [(("roles", role_name, "on_invalid", "winner"), role.on_invalid.winner)] if role.on_invalid.winner else []
     for group in ("rules", "final"):
         for i, rule in enumerate(getattr(spec.judge, group)):
             references += [(("judge", group, i, "roles", j), name) for j, name in enumerate(rule.roles or [])]
-            references += [(("judge", group, i, "winner"), rule.winner)] if rule.winner is not None else []
+            references += [(("judge", group, i, "winner"), rule.winner)] if rule.winner and not rule.computed_winner else []
     llm = spec.judge.llm
     if llm is not None:
         if llm.role in spec.roles:
             raise ProtocolError(f"{where}:{_line(root, ('judge', 'llm', 'role'))}: judge.llm.role: {llm.role!r} is a "
                                 "player role; give the judge another name")
         references += [(("judge", "llm", "verdicts", v, "winner"), o.winner) for v, o in llm.verdicts.items() if o.winner]
-    if spec.judge.default.winner is not None:
+    references += [(("update", i, "roles", j), name) for i, u in enumerate(spec.update) for j, name in enumerate(u.roles or [])]
+    if spec.judge.default.winner is not None and not spec.judge.default.computed_winner:
         references.append((("judge", "default", "winner"), spec.judge.default.winner))
     for loc, name in references:
         if name not in spec.roles:
@@ -189,13 +197,20 @@ def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
                                 f"roles are {sorted(spec.roles)}")
 
 
-_SEEN_BY_ROLES = frozenset({"role", "roles", "params", "turn", "round", "messages"})
+_SEEN_BY_ROLES = frozenset({"role", "roles", "params", "turn", "round", "messages", "state", "phase"})
+_RULE_NAMES = frozenset({"role", "roles", "turn", "round", "message", "messages", "state", "phase"})
 PROVIDED: dict[str, frozenset[str]] = {
     "system": _SEEN_BY_ROLES,
     "prompt": _SEEN_BY_ROLES,
+    "script": _SEEN_BY_ROLES,
+    "valid": _SEEN_BY_ROLES | {"message"},
+    "invalid_prompt": _SEEN_BY_ROLES | {"message"},
     "params": frozenset(),
-    "rule": frozenset({"role", "roles", "turn", "round", "message", "messages"}),
-    "reward": frozenset({"role", "winner", "reason", "scores"}),
+    "initial": frozenset(),
+    "rule": _RULE_NAMES,
+    "outcome": _RULE_NAMES,
+    "update": _RULE_NAMES,
+    "reward": frozenset({"role", "winner", "reason", "scores", "messages", "state"}),
     "judge": frozenset({"role", "roles", "messages", "transcript", "verdicts"}),
 }
 """The names each kind of field is given besides the protocol's variables and the helpers."""
@@ -205,19 +220,45 @@ def _fields(spec: ProtocolSpec) -> list[tuple[tuple, str, str, str | None]]:
     """Every template and expression of a protocol: ``(location, source, kind, role)``."""
     fields: list[tuple[tuple, str, str, str | None]] = []
     for name, role in spec.roles.items():
-        fields.append((("roles", name, "system"), role.system, "system", name))
-        if role.prompt is not None:
-            fields.append((("roles", name, "prompt"), role.prompt, "prompt", name))
+        for kind in ("system", "prompt", "script", "valid"):
+            if getattr(role, kind) is not None:
+                fields.append((("roles", name, kind), getattr(role, kind), kind, name))
+        if role.valid is not None:
+            fields.append((("roles", name, "invalid_prompt"), role.invalid_prompt, "invalid_prompt", name))
         fields += [(("roles", name, "params", k), v, "params", name) for k, v in role.params.items() if isinstance(v, str)]
     for role, templates in spec.training.system_variants.items():
         fields += [(("training", "system_variants", role, i), t, "system", role) for i, t in enumerate(templates)]
     for group in ("rules", "final"):
-        fields += [(("judge", group, i, "when"), rule.when, "rule", None) for i, rule in enumerate(getattr(spec.judge, group))]
+        for i, rule in enumerate(getattr(spec.judge, group)):
+            fields.append((("judge", group, i, "when"), rule.when, "rule", None))
+            fields += _outcome_fields(("judge", group, i), rule)
+    fields += _outcome_fields(("judge", "default"), spec.judge.default)
+    fields += [(("state", key), value, "initial", None) for key, value in spec.state.items() if isinstance(value, str)]
+    for loc, schedule in [*_schedules(spec), *([(("schedule",), spec.schedule)] if spec.schedule.phases else [])]:
+        fields += [((*loc, "next"), schedule.next, "update", None)] if schedule.next is not None else []
+        fields += [((*loc, "until"), schedule.until, "update", None)] if schedule.until is not None else []
+        fields += [((*loc, "first"), schedule.first, "outcome", None)] if schedule.first and "{" in schedule.first else []
+    for i, update in enumerate(spec.update):
+        fields += [(("update", i, "when"), update.when, "update", None)] if update.when is not None else []
+        fields += [(("update", i, "set", key), source, "update", None) for key, source in update.set.items()]
     fields += [(("rewards", role), expr, "reward", role) for role, expr in spec.rewards.items()]
     if spec.judge.llm is not None:
         fields += [(("judge", "llm", "system"), spec.judge.llm.system, "judge", None),
                    (("judge", "llm", "prompt"), spec.judge.llm.prompt, "judge", None)]
     return fields
+
+
+def _schedules(spec: ProtocolSpec) -> list[tuple[tuple, Any]]:
+    """The schedule, or each of its phases, with its location in the file."""
+    if spec.schedule.phases:
+        return [(("schedule", "phases", i), phase) for i, phase in enumerate(spec.schedule.phases)]
+    return [(("schedule",), spec.schedule)]
+
+
+def _outcome_fields(loc: tuple, rule) -> list[tuple[tuple, str, str, str | None]]:
+    """A rule's computed ``winner`` and templated ``reason``."""
+    fields = [((*loc, "winner"), rule.winner, "outcome", None)] if rule.computed_winner else []
+    return fields + ([((*loc, "reason"), rule.reason, "outcome", None)] if "{" in rule.reason else [])
 
 
 def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
@@ -229,7 +270,7 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
             raise ProtocolError(f"{where}:{_line(root, loc)}: {'.'.join(loc)}: unknown role {role!r}; "
                                 f"roles are {sorted(spec.roles)}")
     for loc, source, kind, role in _fields(spec):
-        expression = kind in ("rule", "reward")
+        expression = kind in ("rule", "reward", "update", "valid")
         prefix = f"{where}:{_line(root, loc)}: {'.'.join(map(str, loc))}"
         try:
             tree = parse(source, expression)
@@ -237,12 +278,12 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
         except TemplateSyntaxError as error:
             raise ProtocolError(f"{prefix}: bad {'expression' if expression else 'template'}: {error.message}") from error
         given = PROVIDED[kind] | {"true", "false", "none"}
-        unknown = sorted(names - set(spec.variables) - given - set(HELPERS))
+        unknown = sorted(names - set(spec.variable_names) - given - set(HELPERS))
         if unknown:
             hint = " (it is given to rules only: the last message's text)" if unknown[0] == "message" else ""
             raise ProtocolError(f"{prefix}: undefined name {unknown[0]!r}{hint}; this field may use the variables "
-                                f"{sorted(spec.variables)}, {sorted(PROVIDED[kind])} and the helpers {sorted(HELPERS)}")
-        if kind in ("system", "prompt"):
+                                f"{sorted(spec.variable_names)}, {sorted(PROVIDED[kind])} and the helpers {sorted(HELPERS)}")
+        if kind in ("system", "prompt", "script", "valid", "invalid_prompt"):
             for key in _params_keys(tree):
                 if key not in spec.roles[role].params:
                     raise ProtocolError(f"{prefix}: params.{key}: role {role!r} has no such parameter; its params are "
@@ -265,13 +306,16 @@ def _params_keys(tree: nodes.Node) -> set[str]:
     return keys
 
 
+_PATTERN_HELPERS = ("regex", "match", "match_all")
+
+
 def _constant_patterns(tree: nodes.Node) -> list[str]:
-    """The constant patterns given to the ``regex`` helper, as a call or as a filter."""
+    """The constant patterns given to the pattern helpers (`_PATTERN_HELPERS`), as a call or as a filter."""
     patterns = []
     for node in tree.find_all((nodes.Call, nodes.Filter)):
-        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "regex":
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name in _PATTERN_HELPERS:
             argument = node.args[1] if len(node.args) > 1 else None
-        elif isinstance(node, nodes.Filter) and node.name == "regex":
+        elif isinstance(node, nodes.Filter) and node.name in _PATTERN_HELPERS:
             argument = node.args[0] if node.args else None
         else:
             continue
@@ -284,29 +328,42 @@ def _check_values(protocol: Protocol, root, where: str) -> None:
     """Resolve the data files and built-in lists, then evaluate each reward on a sample of them:
     it must give a number for every possible winner."""
     spec = protocol.spec
-    sample: dict[str, Any] = {}
-    for name, variable in spec.variables.items():
+    sample: dict[str, Any] | None = {}
+    for name in spec.variables:
         try:
-            pool = load_pool(variable, protocol.base_dir, name, offline=True)
-        except ProtocolError as error:
-            raise ProtocolError(f"{where}:{_line(root, ('variables', name))}: {error}") from error
-        if pool is None:
-            return  # a Hugging Face dataset: read when a run starts, so rewards cannot be tried here
-        sample[name] = pool[0]
-    outcomes = {(rule.winner, rule.reason, ()) for group in (spec.judge.rules, spec.judge.final) for rule in group}
-    outcomes.add((spec.judge.default.winner, spec.judge.default.reason, ()))
+            sample = with_first_value(protocol, name, sample)
+        except VariableError as error:
+            raise ProtocolError(f"{where}:{_line(root, error.loc)}: {error}") from error
+    if sample is None:
+        return  # a Hugging Face dataset: read when a run starts, so rewards cannot be tried here
+    state = {}
+    for key in spec.state:
+        try:
+            state[key] = initial_value(protocol, key, sample)
+        except SparringError as error:
+            raise ProtocolError(f"{where}:{_line(root, ('state', key))}: state.{key}: fails on a sample episode: "
+                                f"{getattr(error, 'detail', error)}") from error
+    rules = [*spec.judge.rules, *spec.judge.final, spec.judge.default]
+    winners = [*spec.roles, None]
+    outcomes = {(winner, rule.reason, ()) for rule in rules for winner in (winners if rule.computed_winner else [rule.winner])}
+    outcomes |= {(role.on_invalid.winner, role.on_invalid.reason, ()) for role in spec.roles.values() if role.valid}
     if spec.judge.llm is not None:  # a deciding verdict comes with every score; other outcomes with none
         outcomes |= {(verdict.winner, verdict.reason, tuple(spec.judge.llm.scores))
                      for verdict in spec.judge.llm.verdicts.values() if verdict.decides}
     for role, source in spec.rewards.items():
         loc = ("rewards", role)
         check = compile_expression(source, protocol.where(".".join(loc)))
+        # what is played (messages, the state they lead to) has no sample: such a reward is checked where it evaluates
+        played = bool(undeclared_names(source, expression=True) & {"messages", "state"})
         for winner, reason, scored in sorted(outcomes, key=str):
             try:
-                value = check(**sample, role=role, winner=winner, reason=reason, scores=dict.fromkeys(scored, 0.0))
+                value = check(**sample, role=role, winner=winner, reason=reason, scores=dict.fromkeys(scored, 0.0),
+                              messages=[], state=state)
             except SparringError as error:
+                if played:
+                    continue
                 raise ProtocolError(f"{where}:{_line(root, loc)}: rewards.{role}: fails on a sample episode "
-                                    f"(winner {winner!r}, reason {reason!r}): {error}") from error
+                                    f"(winner {winner!r}, reason {reason!r}): {getattr(error, 'detail', error)}") from error
             if isinstance(value, str) or not isinstance(value, (int, float)):
                 raise ProtocolError(f"{where}:{_line(root, loc)}: rewards.{role}: gives {value!r} "
                                     f"({type(value).__name__}) for winner {winner!r}, reason {reason!r}; a reward must be a number")

@@ -56,12 +56,20 @@ class PlaySummary:
 
 
 def role_models(protocol: Protocol, default: str, overrides: dict[str, str]) -> dict[str, str]:
-    """The model spec of each role: ``--role ROLE=SPEC``, else the protocol's, else the run's default."""
+    """The model spec of each role: ``--role ROLE=SPEC``, else the protocol's, else the run's default.
+
+    A scripted role has no model: it gets no spec, and naming it in ``overrides`` is an error.
+    """
     unknown = set(overrides) - set(protocol.spec.roles)
     if unknown:
         raise ProtocolError(f"--role {sorted(unknown)[0]}=...: {protocol.name} has no such role; "
                             f"its roles are {sorted(protocol.spec.roles)}")
-    models = {name: overrides.get(name) or role.model or default for name, role in protocol.spec.roles.items()}
+    scripted = sorted(name for name in overrides if protocol.spec.roles[name].scripted)
+    if scripted:
+        raise ProtocolError(f"--role {scripted[0]}=...: {scripted[0]!r} is a scripted role of {protocol.name} (its "
+                            "messages are its script): it has no model")
+    models = {name: overrides.get(name) or role.model or default
+              for name, role in protocol.spec.roles.items() if not role.scripted}
     llm = protocol.spec.judge.llm
     if llm is not None:
         models[llm.role] = overrides.get(llm.role) or llm.model or default
@@ -149,10 +157,10 @@ async def play(
 def _allowed_indexes(protocol: Protocol, sampler: VariableSampler, games: int,
                      exclude: Mapping[str, Collection]) -> list[int]:
     """The first ``games`` episode indexes whose sampled variables use no excluded value."""
-    unknown = set(exclude) - set(protocol.spec.variables)
+    unknown = set(exclude) - set(protocol.spec.variable_names)
     if unknown:
         raise ProtocolError(f"exclude: {protocol.name} has no variable {sorted(unknown)[0]!r}; "
-                            f"its variables are {sorted(protocol.spec.variables)}")
+                            f"its variables are {sorted(protocol.spec.variable_names)}")
     indexes: list[int] = []
     index, limit = 0, 100 * games + 1000
     while len(indexes) < games:
@@ -180,8 +188,8 @@ def error_line(failure: BaseException) -> str:
 
 
 def _speakers(protocol: Protocol) -> dict[str, Any]:
-    """Every model user of an episode: the roles, and the LLM judge if there is one."""
-    speakers: dict[str, Any] = dict(protocol.spec.roles)
+    """Every model user of an episode: the roles (not the scripted ones), and the LLM judge if there is one."""
+    speakers: dict[str, Any] = {name: role for name, role in protocol.spec.roles.items() if not role.scripted}
     if protocol.spec.judge.llm is not None:
         speakers[protocol.spec.judge.llm.role] = protocol.spec.judge.llm
     return speakers
@@ -189,20 +197,21 @@ def _speakers(protocol: Protocol) -> dict[str, Any]:
 
 async def play_episode(protocol, index, seed, sampler, judge, models, clients) -> Episode:
     """Play episode ``index``; a failure becomes an episode with ``status: error``, never an exception."""
-    variables = sampler.sample(index)
     started = time.time()
-    team = None
+    team, variables = None, {}
     try:
+        variables = sampler.sample(index)
         team = EpisodeTeam(protocol, variables, {r: clients(r, s) for r, s in _speakers(protocol).items()}, judge)
         outcome = await team.run()
-        rewards, status, error = judge.rewards(outcome, variables), "ok", None
+        rewards, status, error = judge.rewards(outcome, variables, team.messages), "ok", None
         outcome_record = OutcomeRecord(winner=outcome.winner, reason=outcome.reason)
     except Exception as failure:  # noqa: BLE001 - one bad episode (a rule, a backend, a bug) never stops a run
         outcome_record, rewards, status, error = None, {}, "error", error_line(failure)
     messages = team.messages if team is not None else []
     usage = Counter()
     for message in messages:
-        usage.update(message.get("usage") or {})
+        for call in (message, *(message.get("attempts") or ())):  # rejected replies cost tokens too
+            usage.update(call.get("usage") or {})
     return Episode(
         id=episode_id(protocol.name, index, seed),
         protocol=ProtocolRef(name=protocol.name, hash=protocol.hash),

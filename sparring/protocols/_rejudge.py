@@ -23,6 +23,7 @@ from ..transcripts import Outcome as OutcomeRecord
 from ._judges import Judge
 from ._loader import Protocol
 from ._play import PlaySummary
+from ._state import with_states
 
 
 @dataclass
@@ -104,9 +105,10 @@ def rejudge(
                 messages, capped = _within_schedule(protocol, [m.model_dump() for m in episode.messages], cap)
                 summary.capped += capped
                 try:
+                    messages = with_states(protocol, episode.variables, messages)
                     outcome, _ = judge.judge(episode.variables, messages)
                     update = {"outcome": OutcomeRecord(winner=outcome.winner, reason=outcome.reason),
-                              "rewards": judge.rewards(outcome, episode.variables)}
+                              "rewards": judge.rewards(outcome, episode.variables, messages)}
                 except SparringError as error:
                     summary.failures.append(f"{episode.id}: {error}")
                     update = {"status": "error", "error": f"judging failed: {error}", "outcome": None, "rewards": {}}

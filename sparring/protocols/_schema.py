@@ -9,9 +9,9 @@ every field with examples.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
 
 from ._expressions import HELPERS, TemplateSyntaxError, undeclared_names
 
@@ -20,6 +20,37 @@ SCHEMA_VERSION = 1
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RangeSpec(_Strict):
+    """Integers from ``min`` to ``max``, both included, ``step`` apart; also written ``[min, max]``
+    or ``[min, max, step]``."""
+
+    min: StrictInt = Field(description="The smallest value.")
+    max: StrictInt = Field(description="The largest value (drawn when ``step`` reaches it).")
+    step: StrictInt = Field(1, ge=1, description="The distance between values.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            if len(data) not in (2, 3):
+                raise ValueError("give [min, max], [min, max, step] or {min: ..., max: ..., step: ...}")
+            return dict(zip(("min", "max", "step"), data))
+        return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RangeSpec":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+    def numbers(self) -> range:
+        """The values, as a `range` (never built as a list)."""
+        return range(self.min, self.max + 1, self.step)
+
+
+_SOURCES = ("values", "file", "questions", "builtin", "range", "uniform", "expr")
 
 
 class VariableSpec(_Strict):
@@ -34,13 +65,50 @@ class VariableSpec(_Strict):
         None, description="A question source: 'arithmetic', a .jsonl path or a Hugging Face dataset name."
     )
     builtin: str | None = Field(None, description="A list shipped with sparring, e.g. 'taboo_words'.")
+    range: RangeSpec | None = Field(None, description="Integers: {min, max, step} or [min, max], both ends included.")
+    uniform: tuple[float, float] | None = Field(None, description="A float drawn uniformly from [low, high].")
+    expr: str | None = Field(
+        None, description="Derived: a sandboxed expression over the variables listed before this one (e.g. 'n * 2')."
+    )
     order: Literal["random", "sequential"] = Field("random", description="Sample at random (seeded) or in file order.")
+    k: int | None = Field(None, ge=1, description="Draw this many distinct values of the list at once, as a list.")
+    unpack: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = Field(
+        None, min_length=1, description="Also give the value's parts as variables of these names: its keys (a mapping) "
+        "or its items (a list of as many), drawn together.",
+    )
+
+    @property
+    def source(self) -> str:
+        """The field that gives the values: ``values``, ``file``, ``questions``, ``builtin``, ``range``,
+        ``uniform`` or ``expr``."""
+        return next(n for n in _SOURCES if getattr(self, n) is not None)
+
+    @field_validator("expr")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                undeclared_names(value, expression=True)
+            except TemplateSyntaxError as error:
+                raise ValueError(f"bad expression: {error.message}") from error
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> "VariableSpec":
-        sources = [n for n in ("values", "file", "questions", "builtin") if getattr(self, n) is not None]
+        sources = [n for n in _SOURCES if getattr(self, n) is not None]
         if len(sources) != 1:
-            raise ValueError(f"give exactly one of values, file, questions, builtin (got {sources or 'none'})")
+            raise ValueError(f"give exactly one of {', '.join(_SOURCES)} (got {sources or 'none'})")
+        if self.uniform is not None and self.uniform[0] > self.uniform[1]:
+            raise ValueError(f"uniform: low ({self.uniform[0]:g}) is greater than high ({self.uniform[1]:g})")
+        if self.source in ("uniform", "expr"):
+            given = [n for n in ("order", "k") if n in self.model_fields_set]
+            if given:
+                raise ValueError(f"{given[0]}: not with {self.source} (it walks or draws from a list of values)")
+        if self.unpack is not None:
+            if self.source in ("range", "uniform"):
+                raise ValueError(f"unpack: the values of {self.source} are numbers, which have no parts")
+            if self.k is not None and len(self.unpack) != self.k:
+                raise ValueError(f"unpack: {len(self.unpack)} names for the k={self.k} values drawn; give one name per value")
         return self
 
 
@@ -61,10 +129,30 @@ class SamplingSpec(_Strict):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-class RoleSpec(_Strict):
-    """One participant: an AutoGen agent."""
+class OnInvalidSpec(_Strict):
+    """The outcome of an episode whose role ran out of retries on invalid messages."""
 
-    system: str = Field(description="Jinja2 template of the system prompt, over the variables and `params`.")
+    winner: str | None = Field(None, description="The winning role (none for a tie).")
+    reason: str = Field("invalid move", description="Written to the transcript's outcome.")
+
+
+DEFAULT_INVALID_PROMPT = "'{{ message }}' is not a valid move. Try again."
+"""The error a role with `valid` is sent back when it gives none of its own (`invalid_prompt`)."""
+
+
+class RoleSpec(_Strict):
+    """One participant: an AutoGen agent (``system``), or a scripted role (``script``) with no model.
+
+    Fields are validated in this order: ``script`` first, so that the fields a scripted role has
+    no use for, and those that need ``valid``, are refused at their own line.
+    """
+
+    script: str | None = Field(
+        None, description="A scripted role's message: a Jinja2 template rendered at each of its turns (no model)."
+    )
+    system: str | None = Field(
+        None, description="Jinja2 template of the system prompt, over the variables and `params` (model roles: required)."
+    )
     model: str | None = Field(None, description="Model spec of this role (default: the run's --model).")
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     sees: Literal["all"] | list[str] = Field(
@@ -78,6 +166,36 @@ class RoleSpec(_Strict):
     prompt: str | None = Field(
         None, description="Jinja2 template of a user message sent before each of this role's turns."
     )
+    valid: str | None = Field(
+        None, description="Sandboxed expression over `message` (the reply) and the role's template names: a reply "
+        "for which it is false is sent back with `invalid_prompt` and the role asked again.",
+    )
+    invalid_prompt: str = Field(
+        DEFAULT_INVALID_PROMPT, description="Jinja2 template of the error sent back after an invalid reply, over "
+        "`message` (the reply) and the role's template names.",
+    )
+    retries: int = Field(2, ge=0, description="Times an invalid reply is sent back before `on_invalid` decides.")
+    on_invalid: OnInvalidSpec = Field(
+        default_factory=OnInvalidSpec, description="The episode's outcome when the role's last retry is invalid too.")
+
+    @property
+    def scripted(self) -> bool:
+        """Whether the role is scripted: its messages are its ``script`` rendered, it has no model."""
+        return self.script is not None
+
+    @field_validator("system", "model", "sampling", "prompt", "valid")
+    @classmethod
+    def _no_model_settings_when_scripted(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.data.get("script") is not None and value is not None:
+            raise ValueError(f"a scripted role (script) has no model, so no {info.field_name}: remove one of the two")
+        return value
+
+    @field_validator("invalid_prompt", "retries", "on_invalid")
+    @classmethod
+    def _only_with_valid(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.data.get("valid") is None:
+            raise ValueError(f"{info.field_name} applies to invalid replies: give the role a `valid` expression too")
+        return value
 
     @field_validator("history", mode="before")
     @classmethod
@@ -87,23 +205,64 @@ class RoleSpec(_Strict):
                              "sees messages of its own round) or 'last_round' (only the round just before its own)")
         return value
 
+    @model_validator(mode="after")
+    def _model_or_script(self) -> "RoleSpec":
+        if self.system is None and self.script is None:
+            raise ValueError("give the role a `system` prompt (a model plays it) or a `script` (its message template)")
+        return self
+
 
 class ScheduleSpec(_Strict):
-    """Who speaks when."""
+    """Who speaks when: a fixed order, a next speaker chosen by expression, or phases that chain schedules."""
 
-    type: Literal["round_robin", "sequence", "simultaneous"] = "round_robin"
-    order: list[str] = Field(min_length=1, description="Roles in speaking order (sequence: every turn listed).")
-    max_turns: int | None = Field(None, ge=1, description="round_robin: messages in all at most.")
+    type: Literal["round_robin", "sequence", "simultaneous", "dynamic", "phases"] = "round_robin"
+    order: list[str] = Field(default_factory=list, description="Roles in speaking order (sequence: every turn listed; "
+                             "dynamic: the roles `next` may choose; phases: every phase's roles, filled in).")
+    max_turns: int | None = Field(None, ge=1, description="round_robin: messages in all at most; dynamic: required.")
     rounds: int = Field(1, ge=1, description="simultaneous: rounds; sequence/round_robin: repetitions of `order`.")
+    first: str | None = Field(None, description="dynamic: the first speaker, a role or a template over the variables "
+                              "and state (default: the first of `order`).")
+    next: str | None = Field(None, description="dynamic: an expression over the rule names giving the next speaker "
+                             "after each message (none or '' ends the schedule).")
+    until: str | None = Field(None, description="An expression checked after each round: when true, this schedule "
+                              "(or phase) ends.")
+    name: str | None = Field(None, description="A phase's name, visible as `phase` in templates and rules.")
+    phases: list["ScheduleSpec"] | None = Field(None, description="phases: the schedules played one after another.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScheduleSpec":
+        if self.type == "phases":
+            if not self.phases:
+                raise ValueError("a 'phases' schedule needs `phases`: a list of schedules played in turn")
+            if any(phase.type == "phases" for phase in self.phases):
+                raise ValueError("a phase cannot itself be a 'phases' schedule: list its schedules here")
+            if not self.order:
+                self.order = list(dict.fromkeys(role for phase in self.phases for role in phase.order))
+            return self
+        if self.phases is not None:
+            raise ValueError(f"`phases` belongs to type 'phases', not {self.type!r}")
+        if not self.order:
+            raise ValueError("`order` needs at least one role")
+        if self.type == "dynamic":
+            if self.next is None or self.max_turns is None:
+                raise ValueError("a 'dynamic' schedule needs `next` (the next speaker, by expression) and `max_turns`")
+        elif self.next is not None or self.first is not None:
+            raise ValueError(f"`next` and `first` belong to type 'dynamic', not {self.type!r}")
+        return self
 
     def speaking_rounds(self) -> list[list[str]]:
-        """The speakers of each round, in order: every role of `order` at once in a simultaneous
-        round, else one speaker a round (round_robin with `max_turns` cycles `order` that often).
+        """The speakers of each round of a fixed schedule, in order: every role of `order` at once in a
+        simultaneous round, else one speaker a round (round_robin with `max_turns` cycles `order` that often).
+
+        Raises:
+            `ValueError`: a dynamic or phased schedule (see `sparring.protocols._schedule`).
 
         Example:
             >>> ScheduleSpec(order=["attacker", "defender"], max_turns=3).speaking_rounds()
             [['attacker'], ['defender'], ['attacker']]
         """
+        if self.type in ("dynamic", "phases"):
+            raise ValueError(f"a {self.type!r} schedule's speakers depend on the game: see _schedule.schedule_rounds")
         if self.type == "simultaneous":
             return [list(self.order) for _ in range(self.rounds)]
         if self.type == "round_robin" and self.max_turns is not None:
@@ -120,6 +279,10 @@ class ScheduleSpec(_Strict):
             >>> ScheduleSpec(type="simultaneous", order=["a", "b", "c"], rounds=2).max_messages()
             6
         """
+        if self.type == "phases":
+            return sum(phase.max_messages() for phase in self.phases)
+        if self.type == "dynamic":
+            return self.max_turns
         return sum(len(speakers) for speakers in self.speaking_rounds())
 
 
@@ -127,9 +290,24 @@ class RuleSpec(_Strict):
     """A judging rule: when its expression is true, the episode has this outcome."""
 
     when: str = Field(description="Sandboxed Jinja2 expression over the episode, e.g. `mentions(message, target)`.")
-    winner: str | None = Field(None, description="The winning role (none for a tie).")
-    reason: str = Field(description="Why: written to the transcript's outcome.")
+    winner: str | None = Field(None, description="The winning role (none for a tie), or a Jinja2 template that "
+                               "renders one (e.g. `{{ messages[-1].role }}`; empty or 'none' for a tie).")
+    reason: str = Field(description="Why: written to the transcript's outcome; a Jinja2 template over the rule's names.")
     roles: list[str] | None = Field(None, description="Only after messages of these roles (default: every role).")
+
+    @property
+    def computed_winner(self) -> bool:
+        """Whether ``winner`` is a template, rendered when the rule fires, rather than a role name."""
+        return self.winner is not None and "{" in self.winner
+
+
+class UpdateSpec(_Strict):
+    """A change of the game state after a message: new values computed from the old state and the message."""
+
+    set: dict[str, str] = Field(min_length=1, description="State key -> sandboxed expression of its new value, over "
+                                "the state before this update, the message and the rule names.")
+    roles: list[str] | None = Field(None, description="Only after messages of these roles (default: every role).")
+    when: str | None = Field(None, description="Only when this expression holds (default: always).")
 
 
 class VerdictSpec(_Strict):
@@ -217,6 +395,10 @@ class TrainingSpec(_Strict):
         default_factory=dict,
         description="Per role, paraphrased Jinja2 system prompts drawn at random for training prompts (SPAG).",
     )
+    include_invalid: bool = Field(
+        False, description="Also train on replies a role's `valid` expression rejected (each with the retries "
+        "before it as context); by default they are never rows.",
+    )
 
 
 class ProtocolSpec(_Strict):
@@ -229,6 +411,12 @@ class ProtocolSpec(_Strict):
     roles: dict[str, RoleSpec] = Field(min_length=1)
     schedule: ScheduleSpec
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
+    state: dict[str, Any] = Field(
+        default_factory=dict, description="The game state's initial values: strings are Jinja2 templates over the "
+        "variables; a string that is one `{{ expression }}` gives the expression's value (a number, a list, ...).",
+    )
+    update: list[UpdateSpec] = Field(
+        default_factory=list, description="Changes of the state after each message, applied in order.")
     rewards: dict[str, str] = Field(
         default_factory=dict,
         description="Per role, a sandboxed expression for its reward (default: 1 win, -1 loss, 0 tie).",
@@ -246,6 +434,16 @@ class ProtocolSpec(_Strict):
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Settings of `sparring data build` for this protocol's transcripts."
     )
+
+    @property
+    def model_roles(self) -> list[str]:
+        """The roles a model plays (every role but the scripted ones), in file order."""
+        return [name for name, role in self.roles.items() if not role.scripted]
+
+    @property
+    def variable_names(self) -> list[str]:
+        """Every variable name the protocol defines, in file order: each variable, then the names it unpacks."""
+        return [n for name, variable in self.variables.items() for n in (name, *(variable.unpack or ()))]
 
     @field_validator("speaker_label")
     @classmethod

@@ -2,9 +2,11 @@
 
 `EpisodeTeam` builds each speaker's model context, before its turn, with `_visibility`: its
 system prompt, the messages it may see (others' as user messages, with their speaker labels; its
-own as assistant messages) and its per-turn prompt. `episode_views` builds every turn of a logged
+own as assistant messages) and its per-turn prompt, then, when it retries after an invalid reply,
+each rejected reply and the error it was sent back. `episode_views` builds every turn of a logged
 episode with the same functions, so a view's `chat()` equals what the model was sent (the logged
-``usage.prompt_tokens`` equals the tokenized length of the view without its last message).
+``usage.prompt_tokens`` equals the tokenized length of the view without its last message). A
+scripted role has no model, so its messages get no view (they are context in others' views).
 
 For an episode of an unknown protocol (a foreign record), `episode_views(None, episode)` gives a
 plain view: no system prompt, every earlier message visible, no labels.
@@ -12,7 +14,7 @@ plain view: no system prompt, every earlier message visible, no labels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
 
@@ -36,7 +38,10 @@ class TurnView:
         prompt (`str | None`): the per-turn prompt handed just before this turn.
         history (`list[TranscriptMessage]`): the earlier messages the speaker saw (`seen`), its own
             included, in the order it received them; as logged, without labels.
-        target (`str`): the message's text.
+        target (`str`): the message's text (or, in an ``invalid`` view, the rejected reply's).
+        retries (`list[LLMMessage]`): after the prompt, the turn's earlier rejected replies (assistant)
+            each followed by the error it was sent back (user), as the model was sent them.
+        invalid (`bool`): the target is a reply its role's ``valid`` expression rejected.
     """
 
     index: int
@@ -46,6 +51,8 @@ class TurnView:
     prompt: str | None
     history: list[TranscriptMessage]
     target: str
+    retries: list[LLMMessage] = field(default_factory=list)
+    invalid: bool = False
 
     def llm_messages(self, with_target: bool = True) -> list[LLMMessage]:
         """The AutoGen messages the model was sent, and (``with_target``) the reply as an assistant message."""
@@ -53,6 +60,7 @@ class TurnView:
         messages += self.context
         if self.prompt is not None:
             messages.append(UserMessage(content=self.prompt, source="user"))
+        messages += self.retries
         if with_target:
             messages.append(AssistantMessage(content=self.target, source=self.role))
         return messages
@@ -85,16 +93,26 @@ def fits(protocol: Protocol, episode: Episode) -> bool:
     return all(m.role in known for m in episode.messages)
 
 
-def episode_views(protocol: Protocol | None, episode: Episode) -> list[TurnView]:
-    """The view of every message spoken by a role, in order (an LLM judge's verdict has none).
+def _scripted(protocol: Protocol | None, message: TranscriptMessage) -> bool:
+    """Whether ``message`` (of a role) is a scripted role's: marked so, or its role is scripted in ``protocol``."""
+    return bool(message.scripted) or (protocol is not None and protocol.spec.roles[message.role].scripted)
+
+
+def episode_views(protocol: Protocol | None, episode: Episode, include_invalid: bool = False) -> list[TurnView]:
+    """The view of every message a role's model wrote, in order (an LLM judge's verdict and a scripted
+    role's message have none).
 
     Args:
         protocol (`Protocol | None`): the protocol the episode was played under; None for a plain
             view (no system prompt, every earlier message visible, own messages as assistant).
         episode (`Episode`): the logged episode.
+        include_invalid (`bool`, defaults to False): also the views of rejected replies (``invalid``:
+            each of a message's ``attempts``, before the message's own view, and a message that was
+            rejected with no retry left); without it those get none.
 
     Returns:
-        `list[TurnView]`: one view per role message.
+        `list[TurnView]`: one view per model reply: per accepted message, and with ``include_invalid``
+        per rejected one.
 
     Example:
         >>> from sparring.transcripts import ProtocolRef
@@ -113,16 +131,28 @@ def episode_views(protocol: Protocol | None, episode: Episode) -> list[TurnView]
     views: list[TurnView] = []
     for k, index in enumerate(played):
         message, role, now = messages[index], messages[index].role, rounds[k]
+        if _scripted(protocol, message):
+            continue
         before = logged[:next((j for j in range(k) if rounds[j] >= now), k)]  # posted when its round began
         prompt = message.prompt
         if prompt is None and protocol is not None:  # not logged: the prompt the engine would have handed
-            prompt = turn_prompt(protocol, episode.variables, role, now, before)
+            prompt = turn_prompt(protocol, episode.variables, role, now, before, message.phase)
             if prompt is not None:
                 logged[k]["prompt"] = prompt  # later turns' contexts hold it
         if protocol is not None and role not in systems:
             systems[role] = system_prompt(protocol, episode.variables, role)
-        views.append(TurnView(index, role, systems.get(role), model_context(protocol, role, before, now), prompt,
-                              [messages[played[j]] for j in seen(protocol, role, before, now)], message.content))
+        context = model_context(protocol, role, before, now)
+        history = [messages[played[j]] for j in seen(protocol, role, before, now)]
+        retries: list[LLMMessage] = []
+        for attempt in message.attempts or []:
+            if include_invalid:
+                views.append(TurnView(index, role, systems.get(role), context, prompt, history, attempt.content,
+                                      list(retries), invalid=True))
+            retries += [AssistantMessage(content=attempt.content, source=role),
+                        UserMessage(content=attempt.error, source="user")]
+        if include_invalid or not message.invalid:
+            views.append(TurnView(index, role, systems.get(role), context, prompt, history, message.content, retries,
+                                  invalid=bool(message.invalid)))
     return views
 
 

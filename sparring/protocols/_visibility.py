@@ -6,12 +6,15 @@ turn with these functions, so what a role's model was sent and what it is traine
 The rule, for ``role`` speaking in round ``r`` (see `visible`): it sees messages of rounds before
 ``r`` (never those of its own round: a simultaneous round's speakers do not see each other),
 only of round ``r - 1`` under ``history: last_round``; of those, its own and those of the roles
-in its ``sees`` (an author that is not a role, such as an LLM judge, is never seen). Its model
+in its ``sees`` (an author that is not a role, such as an LLM judge, is never seen; nor is a
+rejected reply, nor a scripted message that rendered blank). Its model
 gets, after its system prompt, these messages (see `model_context`) and then its per-turn prompt
 (`turn_prompt`); its templates' ``messages`` are the same messages (`turn_context`).
 
 Messages are mappings as the engine keeps them: ``role``, ``content``, ``round`` and, for a turn
-that was handed one, ``prompt``.
+that was handed one, ``prompt``; ``scripted``, ``invalid`` and ``attempts`` where they apply. A
+role's rejected replies (``attempts``) reach only its own model, during the turn they were
+rejected in: never another role, never a later turn (see `EpisodeTeam._speak`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 
 from autogen_core.models import AssistantMessage, LLMMessage, UserMessage
 
-from ._expressions import render
+from ._expressions import compile_expression, render
 from ._loader import Protocol
+from ._state import current_state
 
 DEFAULT_LABEL = "{{ speaker }}: "
 """The speaker label of a role that sees more than one other role, when the protocol sets none."""
@@ -35,6 +39,8 @@ def visible(protocol: Protocol | None, role: str, message: Mapping[str, Any], ro
     """
     if message["round"] >= round_number:
         return False
+    if message.get("invalid") or (message.get("scripted") and not message["content"].strip()):
+        return False  # a rejected reply reaches no one; a blank scripted message is no one's to read
     if protocol is None:
         return True
     author, spec = message["role"], protocol.spec.roles[role]
@@ -106,15 +112,19 @@ def role_params(protocol: Protocol, variables: dict[str, Any], role: str) -> dic
 
 
 def turn_context(protocol: Protocol, variables: dict[str, Any], role: str, round_number: int = 0,
-                     messages: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                 messages: Sequence[Mapping[str, Any]] = (), phase: str | None = None) -> dict[str, Any]:
     """The names ``role``'s templates see at its turn in ``round_number``, ``messages`` being the episode's so far.
 
     The variables, ``role``, ``roles``, ``params``, ``round``, ``turn`` (messages posted before the
-    turn, or its simultaneous round, started) and ``messages``: the ones it sees (`seen`).
+    turn, or its simultaneous round, started), ``messages``: the ones it sees (`seen`), and ``state``:
+    the game state after the episode's messages so far (the state is public to every role), and
+    ``phase``: the name of the schedule phase the turn is in (none outside phases).
     """
     return {**variables, "role": role, "roles": list(protocol.spec.roles), "params": role_params(protocol, variables, role),
             "round": round_number, "turn": len(messages),
-            "messages": [messages[i] for i in seen(protocol, role, messages, round_number)]}
+            "messages": [{k: v for k, v in messages[i].items() if k != "attempts"}  # rejected replies: no one's
+                         for i in seen(protocol, role, messages, round_number)],
+            "state": current_state(protocol, variables, messages), "phase": phase}
 
 
 def system_prompt(protocol: Protocol, variables: dict[str, Any], role: str, template: str | None = None) -> str:
@@ -125,16 +135,44 @@ def system_prompt(protocol: Protocol, variables: dict[str, Any], role: str, temp
 
 
 def turn_prompt(protocol: Protocol, variables: dict[str, Any], role: str, round_number: int,
-                messages: Sequence[Mapping[str, Any]]) -> str | None:
+                messages: Sequence[Mapping[str, Any]], phase: str | None = None) -> str | None:
     """The per-turn prompt handed to ``role`` before its turn in ``round_number``; None when it has none
     or it renders blank (then nothing is handed)."""
     template = protocol.spec.roles[role].prompt
     if template is None:
         return None
-    prompt = render(template, turn_context(protocol, variables, role, round_number, messages),
+    prompt = render(template, turn_context(protocol, variables, role, round_number, messages, phase),
                     where=protocol.where(f"roles.{role}.prompt"))
     return prompt if prompt.strip() else None
 
 
-__all__ = ["DEFAULT_LABEL", "model_context", "role_params", "seen", "speaker_label", "system_prompt", "turn_context",
-           "turn_prompt", "visible"]
+def script_message(protocol: Protocol, variables: dict[str, Any], role: str, round_number: int,
+                   messages: Sequence[Mapping[str, Any]], phase: str | None = None) -> str:
+    """A scripted role's message at its turn in ``round_number``: its ``script`` rendered in its `turn_context`
+    (a blank one is a message too, which no role receives: see `visible`)."""
+    return render(protocol.spec.roles[role].script, turn_context(protocol, variables, role, round_number, messages, phase),
+                  where=protocol.where(f"roles.{role}.script"))
+
+
+def valid_reply(protocol: Protocol, variables: dict[str, Any], role: str, round_number: int,
+                messages: Sequence[Mapping[str, Any]], reply: str, phase: str | None = None) -> bool:
+    """Whether ``role``'s ``valid`` expression holds for ``reply``, its reply at its turn in ``round_number``
+    (always, for a role without one). It sees the `turn_context` and ``message``, the reply."""
+    source = protocol.spec.roles[role].valid
+    if source is None:
+        return True
+    check = compile_expression(source, protocol.where(f"roles.{role}.valid"))
+    return bool(check(**turn_context(protocol, variables, role, round_number, messages, phase), message=reply))
+
+
+def invalid_prompt(protocol: Protocol, variables: dict[str, Any], role: str, round_number: int,
+                   messages: Sequence[Mapping[str, Any]], reply: str, phase: str | None = None) -> str:
+    """The error ``role`` is sent back after the invalid ``reply``: its ``invalid_prompt`` rendered over its
+    `turn_context` and ``message``, the reply."""
+    return render(protocol.spec.roles[role].invalid_prompt,
+                  {**turn_context(protocol, variables, role, round_number, messages, phase), "message": reply},
+                  where=protocol.where(f"roles.{role}.invalid_prompt"))
+
+
+__all__ = ["DEFAULT_LABEL", "invalid_prompt", "model_context", "role_params", "script_message", "seen", "speaker_label",
+           "system_prompt", "turn_context", "turn_prompt", "valid_reply", "visible"]

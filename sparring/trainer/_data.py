@@ -2,7 +2,10 @@
 
 Every row is one trained assistant turn: ``messages`` (the chat its speaker saw, rebuilt by
 `episode_views`, the turn last), ``role``, ``reward``, ``weight``, ``type`` (``game`` or
-``sft``) and ``episode_id`` (see `_rows`). `build_dataset` writes the rows atomically: the
+``sft``) and ``episode_id`` (see `_rows`). Only model replies are rows: a scripted role's
+messages are context, never rows, and a reply that its role's ``valid`` expression rejected is a
+row only under the protocol's ``training.include_invalid`` (with the reward and weight of the
+turn it was an attempt of). `build_dataset` writes the rows atomically: the
 directory is built beside the output and renamed into place, so a failure never leaves half a
 dataset.
 """
@@ -89,10 +92,12 @@ class _Protocols:
             _log.warning(text)
 
     def views(self, episode: Episode, dropped: Counter) -> list[TurnView] | None:
-        """The episode's turn views, or None (counted in ``dropped``, the first error kept as a warning)
-        when its prompts cannot be rebuilt: one bad episode never stops a build."""
+        """The episode's turn views (rejected replies' too under the protocol's ``training.include_invalid``),
+        or None (counted in ``dropped``, the first error kept as a warning) when its prompts cannot be
+        rebuilt: one bad episode never stops a build."""
         try:
-            return episode_views(self.get(episode), episode)
+            protocol = self.get(episode)
+            return episode_views(protocol, episode, protocol is not None and protocol.spec.training.include_invalid)
         except SparringError as error:
             dropped["prompts failed to render"] += 1
             self._warn(("views", type(error).__name__), f"episode {episode.id}: its prompts cannot be rebuilt, so it "
@@ -177,23 +182,31 @@ def _roles_drop(episode: Episode, drops: set[str]) -> str | None:
 def _spag(episodes, protocols, drops, vary, rng, summary) -> list[dict]:
     assignment = spag_rewards(episodes, drops)
     by_id = {e.id: e for e in episodes}
-    views: dict[str, dict[int, TurnView] | None] = {}
+    views: dict[str, dict[int, list[TurnView]] | None] = {}  # episode -> message index -> its views
     rows, failed = [], Counter()
     for sample in assignment.samples:
         episode = by_id[sample.episode_id]
         protocol = protocols.get(episode)
         if episode.id not in views:
             found = protocols.views(episode, failed)
-            views[episode.id] = {v.index: v for v in found} if found is not None else None
+            views[episode.id] = _by_index(found) if found is not None else None
         if views[episode.id] is None:
             continue
-        view = views[episode.id][sample.index]
-        chat = varied_chat(view, protocol, episode.variables, rng) if vary else view.chat()
-        rows.append(make_row(chat, sample.role, sample.reward, sample.weight, episode.id))
+        for view in views[episode.id].get(sample.index, []):  # none for a scripted or a rejected message
+            chat = varied_chat(view, protocol, episode.variables, rng) if vary else view.chat()
+            rows.append(make_row(chat, sample.role, sample.reward, sample.weight, episode.id))
     summary.games_used = assignment.games_used - sum(failed.values())
     summary.weights = dict(assignment.weights)
     _merge(summary.dropped, assignment.dropped + failed)
     return rows
+
+
+def _by_index(views: list[TurnView]) -> dict[int, list[TurnView]]:
+    """The views of each message, by its index: its rejected replies' (if included), then its own."""
+    found: dict[int, list[TurnView]] = {}
+    for view in views:
+        found.setdefault(view.index, []).append(view)
+    return found
 
 
 def _question_key(episode: Episode) -> str:

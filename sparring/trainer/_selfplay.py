@@ -130,7 +130,7 @@ class SelfPlay:
         self.report = report
         self.on_episode = on_episode
         self.protocol: Protocol = load_protocol(config.protocol)
-        roles = list(self.protocol.spec.roles)
+        roles = self.protocol.spec.model_roles
         self.kind = config.kind or ("saie" if "learner" in roles else "spag")
         if self.kind == "saie" and "learner" not in roles:
             raise TrainingError(f"--kind saie needs a protocol with a 'learner' role; {self.protocol.name} has {roles}")
@@ -202,7 +202,7 @@ class SelfPlay:
         return True
 
     def _play(self, folder: Path, model: str, epoch: int) -> dict[str, Any]:
-        roles = list(self.protocol.spec.roles)
+        roles = self.protocol.spec.model_roles
         models = {role: model for role in roles}
         if self.kind == "saie":
             models = {role: (model if role == "learner" else self.config.partner or self.start) for role in roles}
@@ -273,7 +273,7 @@ class SelfPlay:
         """The values of held-out variables seen in the training games of epochs 1..``epoch``."""
         names = self.config.holdout
         if names is None:
-            names = [n for n, v in self.protocol.spec.variables.items() if v.values is None]
+            names = [n for n, v in self.protocol.spec.variables.items() if v.source in ("file", "questions", "builtin")]
         seen: dict[str, set] = {name: set() for name in names}
         for k in range(1, epoch + 1):
             path = self.config.out / f"epoch_{k}" / "games" / "transcripts.jsonl"
