@@ -82,6 +82,7 @@ class TranscriptMessage(_Record):
     prompt: str | None = Field(None, description="the protocol's per-turn prompt the role was handed before speaking")
     state: dict[str, Any] | None = Field(None, description="the game state after this message (protocols with `state`)")
     phase: str | None = Field(None, description="the schedule phase it was spoken in (phased schedules)")
+    to: list[str] | None = Field(None, description="the roles it was addressed to (its author's `to`); none: all")
     judged: JudgeReading | None = Field(None, description="LLM judge replies only: how the reply was read")
     scripted: bool | None = Field(None, description="true for a scripted role's message (its script rendered, no model)")
     attempts: list[RejectedAttempt] | None = Field(

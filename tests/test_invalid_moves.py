@@ -8,14 +8,12 @@ no other role and no later turn, and that it is a training row only when the pro
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from sparring.agents._embedded_client import to_chat_messages
-from sparring.errors import ProtocolError
-from sparring.protocols import Judge, episode_views, load_protocol, parse_protocol, play, role_models
+from _games import assert_views_match_requests, load_error, sent
+from sparring.protocols import Judge, episode_views, parse_protocol, play, role_models
 from sparring.protocols._visibility import turn_context
 from sparring.trainer import build_dataset, load_rows
 from sparring.transcripts import read_transcripts
@@ -59,29 +57,8 @@ async def _play(protocol, tmp_path, replies: dict[str, list[str]], seed: int = 0
     summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=factory, seed=seed)
     (episode,) = read_transcripts(summary.path, strict=True)
     assert episode.status == "ok", episode.error
-    _views_equal_what_was_sent(protocol, episode, clients)
+    assert_views_match_requests(protocol, episode, clients)
     return episode, clients
-
-
-def _key(message) -> tuple:
-    return type(message).__name__, message.content, getattr(message, "source", None)
-
-
-def _sent(clients, role: str, call: int) -> list[tuple]:
-    return [_key(m) for m in clients[role].create_calls[call]["messages"]]
-
-
-def _views_equal_what_was_sent(protocol, episode, clients) -> None:
-    """With ``include_invalid`` a view per model call, each exactly its client's request; without, the
-    same views less the rejected replies'."""
-    every = episode_views(protocol, episode, include_invalid=True)
-    calls = {role: iter(client.create_calls) for role, client in clients.items()}
-    for view in every:
-        sent = next(calls[view.role])["messages"]
-        assert [_key(m) for m in view.llm_messages(with_target=False)] == [_key(m) for m in sent]
-        assert view.chat(with_target=False) == to_chat_messages(sent)
-    assert all(next(rest, None) is None for rest in calls.values())
-    assert episode_views(protocol, episode) == [v for v in every if not v.invalid]
 
 
 async def test_an_invalid_move_is_sent_back_and_retried(tmp_path):
@@ -94,13 +71,13 @@ async def test_an_invalid_move_is_sent_back_and_retried(tmp_path):
     assert episode.messages[0].prompt == "Your move." and episode.messages[1].attempts is None
     assert (episode.outcome.winner, episode.outcome.reason) == ("first", "four")
     # the retry is asked in the same chat: the rejected reply, then the error
-    assert _sent(clients, "first", 1) == [FIRST, ("UserMessage", "Your move.", "user"),
+    assert sent(clients, "first", 1) == [FIRST, ("UserMessage", "Your move.", "user"),
                                           ("AssistantMessage", "8", "first"), ("UserMessage", ERROR_8, "user")]
     # the other role never sees the rejected reply, in its model context nor in its prompt's `messages`
-    assert _sent(clients, "second", 0) == [SECOND, ("UserMessage", "3", "first"),
+    assert sent(clients, "second", 0) == [SECOND, ("UserMessage", "3", "first"),
                                            ("UserMessage", "Your move; you saw [3].", "user")]
     # nor does the role itself at a later turn: there only its accepted move is its own
-    assert _sent(clients, "first", 2) == [FIRST, ("UserMessage", "Your move.", "user"), ("AssistantMessage", "3", "first"),
+    assert sent(clients, "first", 2) == [FIRST, ("UserMessage", "Your move.", "user"), ("AssistantMessage", "3", "first"),
                                           ("UserMessage", "2", "second"), ("UserMessage", "Your move.", "user")]
     logged = [m.model_dump(exclude_none=True) for m in episode.messages]
     assert "attempts" not in turn_context(protocol, {}, "first", 2, logged)["messages"][0]
@@ -117,7 +94,7 @@ async def test_simultaneous_speakers_never_see_each_others_retries(tmp_path):
     episode, clients = await _play(protocol, tmp_path, {"first": ["8", "1", "2"], "second": ["5", "6"]})
     assert [(m.role, m.content, m.round, len(m.attempts or [])) for m in episode.messages] == [
         ("first", "1", 0, 1), ("second", "5", 0, 0), ("first", "2", 1, 0), ("second", "6", 1, 0)]
-    assert _sent(clients, "second", 1) == [SECOND, ("UserMessage", "Your move; you saw [].", "user"),
+    assert sent(clients, "second", 1) == [SECOND, ("UserMessage", "Your move; you saw [].", "user"),
                                            ("AssistantMessage", "5", "second"), ("UserMessage", "1", "first"),
                                            ("UserMessage", "Your move; you saw [5,1].", "user")]
 
@@ -145,7 +122,7 @@ async def test_the_default_is_two_retries_then_a_tie(tmp_path):
     assert [a.content for a in message.attempts] == ["x", "y"] and (message.content, message.invalid) == ("z", True)
     assert (episode.outcome.winner, episode.outcome.reason) == (None, "invalid move")
     assert episode.rewards == {"first": 0.0, "second": 0.0}
-    assert _sent(clients, "first", 2)[-2:] == [("AssistantMessage", "y", "first"),
+    assert sent(clients, "first", 2)[-2:] == [("AssistantMessage", "y", "first"),
                                                ("UserMessage", "'y' is not a legal move: answer with a column number 1-7.",
                                                 "user")]
 
@@ -187,12 +164,6 @@ async def test_rejected_replies_are_rows_only_when_asked(tmp_path):
                                         {"role": "assistant", "content": "3"}]
 
 
-def _error(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ProtocolError) as caught:
-        load_protocol(path)
-    return str(caught.value)
 
 
 @pytest.mark.parametrize("old, new, line, expected", [
@@ -210,12 +181,12 @@ def _error(text: str, tmp_path: Path) -> str:
 ])
 def test_bad_invalid_move_settings_name_file_line_and_field(tmp_path, old, new, line, expected):
     assert old in COLUMNS
-    message = _error(COLUMNS.replace(old, new, 1), tmp_path)
+    message = load_error(COLUMNS.replace(old, new, 1), tmp_path)
     assert message.startswith(f"{tmp_path / 'bad.yaml'}:{line}: "), message
     assert expected in message, message
 
 
 def test_rewards_are_checked_for_the_on_invalid_outcome(tmp_path):
     text = COLUMNS + "rewards:\n  second: \"'lots' if reason == 'first made an invalid move' else 1\"\n"
-    message = _error(text, tmp_path)
+    message = load_error(text, tmp_path)
     assert "rewards.second: gives 'lots' (str) for winner 'second', reason 'first made an invalid move'" in message

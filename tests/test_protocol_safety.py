@@ -14,8 +14,8 @@ import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from typer.testing import CliRunner
 
+from _games import load_error
 from sparring.cli import app
-from sparring.errors import ProtocolError
 from sparring.protocols import load_protocol, play
 from sparring.protocols._expressions import ExpressionError, compile_expression, render
 
@@ -255,59 +255,53 @@ def test_validating_costly_protocols_is_fast_and_small(tmp_path):
 
 # --- validation at load ---------------------------------------------------------------------------
 
-def _load_error(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ProtocolError) as caught:
-        load_protocol(path)
-    return str(caught.value)
 
 
 def test_a_reward_must_give_a_number(tmp_path):
-    message = _load_error(_game(reward="'high' if winner == role else 'low'"), tmp_path)
+    message = load_error(_game(reward="'high' if winner == role else 'low'"), tmp_path)
     assert ":20: rewards.alice: gives 'high' (str)" in message and "must be a number" in message
-    assert "rewards.alice: fails on a sample" in _load_error(_game(reward="1 / (n - 1)"), tmp_path)
+    assert "rewards.alice: fails on a sample" in load_error(_game(reward="1 / (n - 1)"), tmp_path)
 
 
 def test_params_references_are_checked(tmp_path):
-    message = _load_error(_game(system="Be {{ params.mood }}."), tmp_path)
+    message = load_error(_game(system="Be {{ params.mood }}."), tmp_path)
     assert "roles.alice.system: params.mood: role 'alice' has no such parameter" in message and "['tone']" in message
-    assert "params.mood" in _load_error(_game(system="Be {{ params['mood'] }}."), tmp_path)
+    assert "params.mood" in load_error(_game(system="Be {{ params['mood'] }}."), tmp_path)
     load_protocol_text(_game(system="Be {{ params.tone }}."), tmp_path / "ok.yaml")
 
 
 def test_data_files_and_builtin_lists_are_resolved_at_load(tmp_path):
     missing = _game().replace("n: {values: [1, 0, 2], order: sequential}", "n: {file: numbers.txt}")
-    assert ":3: variables.n.file:" in _load_error(missing, tmp_path) and "not found" in _load_error(missing, tmp_path)
+    assert ":3: variables.n.file:" in load_error(missing, tmp_path) and "not found" in load_error(missing, tmp_path)
     (tmp_path / "numbers.jsonl").write_text('{"n": 1}\n{"n": \n')
     broken = _game().replace("n: {values: [1, 0, 2], order: sequential}", "n: {file: numbers.jsonl}")
-    assert "numbers.jsonl:2: invalid JSON" in _load_error(broken, tmp_path)
+    assert "numbers.jsonl:2: invalid JSON" in load_error(broken, tmp_path)
     unknown = _game().replace("n: {values: [1, 0, 2], order: sequential}", "n: {builtin: colours}")
-    assert "unknown list 'colours'" in _load_error(unknown, tmp_path)
+    assert "unknown list 'colours'" in load_error(unknown, tmp_path)
     questions = _game().replace("n: {values: [1, 0, 2], order: sequential}", "n: {questions: mine.jsonl}")
-    assert "variables.n.questions" in _load_error(questions, tmp_path)
+    assert "variables.n.questions" in load_error(questions, tmp_path)
 
 
 def test_duplicate_keys_are_an_error(tmp_path):
-    message = _load_error(_game().replace("  alice:\n    system:", "  alice:\n    model: hf:x\n    model: hf:y\n    system:"), tmp_path)
+    message = load_error(_game().replace("  alice:\n    system:", "  alice:\n    model: hf:x\n    model: hf:y\n    system:"), tmp_path)
     assert ":10: duplicate key 'model' (first on line 9)" in message
 
 
 def test_a_regex_that_cannot_compile_is_an_error(tmp_path):
-    message = _load_error(_game(rule="regex(message, '(unclosed')"), tmp_path)
+    message = load_error(_game(rule="regex(message, '(unclosed')"), tmp_path)
     assert "judge.rules.0.when: the regular expression '(unclosed' does not compile" in message
-    assert "does not compile" in _load_error(_game(rule="message | regex('[a-')"), tmp_path)
+    assert "does not compile" in load_error(_game(rule="message | regex('[a-')"), tmp_path)
 
 
 def test_names_are_checked_per_field(tmp_path):
-    assert "undefined name 'message'" in _load_error(_game(system="You said {{ message }}"), tmp_path)
-    assert "given to rules only" in _load_error(_game(system="You said {{ message }}"), tmp_path)
-    assert "undefined name 'outcome'" in _load_error(_game(rule="outcome is none"), tmp_path)
-    assert "undefined name 'winner'" in _load_error(_game(rule="winner == 'alice'"), tmp_path)
+    assert "undefined name 'message'" in load_error(_game(system="You said {{ message }}"), tmp_path)
+    assert "given to rules only" in load_error(_game(system="You said {{ message }}"), tmp_path)
+    assert "undefined name 'outcome'" in load_error(_game(rule="outcome is none"), tmp_path)
+    assert "undefined name 'winner'" in load_error(_game(rule="winner == 'alice'"), tmp_path)
 
 
 def test_training_system_variants_are_checked_at_load(tmp_path):
     text = _game() + "training:\n  system_variants:\n    alice: ['Hi {{ secret }}']\n"
-    assert "training.system_variants.alice.0: undefined name 'secret'" in _load_error(text, tmp_path)
+    assert "training.system_variants.alice.0: undefined name 'secret'" in load_error(text, tmp_path)
     text = _game() + "training:\n  system_variants:\n    alice: ['Hi {{ params.mood }}']\n"
-    assert "params.mood" in _load_error(text, tmp_path)
+    assert "params.mood" in load_error(text, tmp_path)

@@ -9,6 +9,7 @@ import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from typer.testing import CliRunner
 
+from _games import load_error
 from sparring.cli import app
 from sparring.errors import JudgeError, ProtocolError
 from sparring.protocols import load_protocol, parse_protocol, play, role_models
@@ -40,33 +41,27 @@ judge:
 """
 
 
-def _error(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ProtocolError) as caught:
-        load_protocol(path)
-    return str(caught.value)
 
 
 def test_unknown_role_in_schedule_names_file_and_line(tmp_path):
-    message = _error(GAME.replace("order: [alice, bob, carol]", "order: [alice, dave]"), tmp_path)
+    message = load_error(GAME.replace("order: [alice, bob, carol]", "order: [alice, dave]"), tmp_path)
     assert message.startswith(f"{tmp_path / 'bad.yaml'}:14:") and "unknown role 'dave'" in message
 
 
 def test_undefined_template_variable_names_file_and_line(tmp_path):
-    message = _error(GAME.replace("You talk to Alice.", "You talk to {{ friend }}."), tmp_path)
+    message = load_error(GAME.replace("You talk to Alice.", "You talk to {{ friend }}."), tmp_path)
     assert message.startswith(f"{tmp_path / 'bad.yaml'}:8:") and "roles.bob.system" in message
     assert "undefined name 'friend'" in message
 
 
 def test_bad_expression_names_file_and_line(tmp_path):
-    message = _error(GAME.replace("when: mentions(message, secret)", "when: mentions(message, secret"), tmp_path)
+    message = load_error(GAME.replace("when: mentions(message, secret)", "when: mentions(message, secret"), tmp_path)
     assert message.startswith(f"{tmp_path / 'bad.yaml'}:19:") and "judge.rules.0.when: bad expression" in message
 
 
 def test_schema_type_error_and_yaml_error(tmp_path):
-    assert ":13: schedule.type:" in _error(GAME.replace("type: round_robin", "type: freestyle"), tmp_path)
-    assert "invalid YAML" in _error(GAME + "  bad: [unclosed\n", tmp_path)
+    assert ":13: schedule.type:" in load_error(GAME.replace("type: round_robin", "type: freestyle"), tmp_path)
+    assert "invalid YAML" in load_error(GAME + "  bad: [unclosed\n", tmp_path)
     with pytest.raises(ProtocolError, match="built-ins are adversarial_taboo"):
         load_protocol("no_such_protocol")
 

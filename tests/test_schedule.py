@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from sparring.errors import ProtocolError
+
+from _games import ReplayClients
 from sparring.protocols import episode_views, load_protocol, play, rejudge
 from sparring.transcripts import Episode
 
@@ -58,15 +59,6 @@ judge:
 """
 
 
-class Clients:
-    def __init__(self, replies: dict[str, list[str]]):
-        self.replies, self.made = replies, {}
-
-    def __call__(self, role, spec):
-        self.made[role] = ReplayChatCompletionClient(list(self.replies[role]))
-        return self.made[role]
-
-
 def _write(tmp_path: Path, text: str, name: str = "game.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -80,7 +72,7 @@ def _record(out: Path) -> dict:
 
 async def test_the_next_speaker_is_chosen_by_expression(tmp_path):
     protocol = load_protocol(_write(tmp_path, MODERATED))
-    clients = Clients({"moderator": ["bob", "Alice", "bob", "done"], "alice": ["Hi."], "bob": ["Yo.", "Again."]})
+    clients = ReplayClients({"moderator": ["bob", "Alice", "bob", "done"], "alice": ["Hi."], "bob": ["Yo.", "Again."]})
     await play(protocol, 1, tmp_path / "run", {}, clients=clients)
     record = _record(tmp_path / "run")
     assert record["status"] == "ok", record["error"]
@@ -94,10 +86,10 @@ async def test_the_next_speaker_is_chosen_by_expression(tmp_path):
 
 async def test_a_dynamic_schedule_stops_at_max_turns_and_refuses_an_unknown_speaker(tmp_path):
     protocol = load_protocol(_write(tmp_path, MODERATED))
-    clients = Clients({"moderator": ["alice"] * 5, "alice": ["Me."] * 5, "bob": []})
+    clients = ReplayClients({"moderator": ["alice"] * 5, "alice": ["Me."] * 5, "bob": []})
     await play(protocol, 1, tmp_path / "capped", {}, clients=clients)
     assert len(_record(tmp_path / "capped")["messages"]) == 9
-    clients = Clients({"moderator": ["carol"], "alice": [], "bob": []})
+    clients = ReplayClients({"moderator": ["carol"], "alice": [], "bob": []})
     await play(protocol, 1, tmp_path / "bad", {}, clients=clients)
     record = _record(tmp_path / "bad")
     assert record["status"] == "error" and "schedule.next: chose 'carol'" in record["error"]
@@ -105,7 +97,7 @@ async def test_a_dynamic_schedule_stops_at_max_turns_and_refuses_an_unknown_spea
 
 async def test_phases_chain_schedules_and_until_ends_a_phase(tmp_path):
     protocol = load_protocol(_write(tmp_path, PHASED))
-    clients = Clients({"a": ["I am not the spy.", "c"], "b": ["Me neither, vote now.", "c"], "c": ["Nor me.", "a"]})
+    clients = ReplayClients({"a": ["I am not the spy.", "c"], "b": ["Me neither, vote now.", "c"], "c": ["Nor me.", "a"]})
     await play(protocol, 1, tmp_path / "run", {}, clients=clients)
     record = _record(tmp_path / "run")
     assert record["status"] == "ok", record["error"]

@@ -8,14 +8,13 @@ messages reach the others' models like any role's.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from sparring.agents._embedded_client import to_chat_messages
+from _games import assert_views_match_requests, load_error, sent
 from sparring.errors import ProtocolError
-from sparring.protocols import episode_views, load_protocol, parse_protocol, play, role_models
+from sparring.protocols import episode_views, parse_protocol, play, role_models
 from sparring.protocols._judges import Judge
 from sparring.trainer import build_dataset, load_rows
 from sparring.transcripts import read_transcripts
@@ -92,28 +91,8 @@ async def _play(protocol, tmp_path, replies: dict[str, list[str]]):
     summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=factory)
     (episode,) = read_transcripts(summary.path, strict=True)
     assert episode.status == "ok", episode.error
-    _views_equal_what_was_sent(protocol, episode, clients)
+    assert_views_match_requests(protocol, episode, clients)
     return episode, clients
-
-
-def _key(message) -> tuple:
-    return type(message).__name__, message.content, getattr(message, "source", None)
-
-
-def _sent(clients, role: str, call: int) -> list[tuple]:
-    return [_key(m) for m in clients[role].create_calls[call]["messages"]]
-
-
-def _views_equal_what_was_sent(protocol, episode, clients) -> None:
-    """A view per model message (none for scripted ones), each exactly its client's request."""
-    views = episode_views(protocol, episode)
-    assert [v.index for v in views] == [i for i, m in enumerate(episode.messages) if not m.scripted]
-    calls = {role: iter(client.create_calls) for role, client in clients.items()}
-    for view in views:
-        sent = next(calls[view.role])["messages"]
-        assert [_key(m) for m in view.llm_messages(with_target=False)] == [_key(m) for m in sent]
-        assert view.chat(with_target=False) == to_chat_messages(sent)
-    assert all(next(rest, None) is None for rest in calls.values())
 
 
 async def test_a_scripted_oracle_answers_higher_or_lower(tmp_path):
@@ -130,7 +109,7 @@ async def test_a_scripted_oracle_answers_higher_or_lower(tmp_path):
     assert episode.rewards == {"guesser": 1.0, "oracle": -1.0}
     assert episode.models == {"guesser": "replay"}
     # the oracle's words reach the guesser as user messages from the oracle; no prompt after the first turn
-    assert _sent(clients, "guesser", 2) == [
+    assert sent(clients, "guesser", 2) == [
         ("SystemMessage", "Guess my number from 1 to 100. Reply with a number only.", None),
         ("UserMessage", "Your first guess?", "user"), ("AssistantMessage", "50", "guesser"),
         ("UserMessage", "lower", "oracle"), ("AssistantMessage", "25", "guesser"), ("UserMessage", "higher", "oracle")]
@@ -147,9 +126,9 @@ async def test_a_scripted_board_renders_the_moves(tmp_path):
     assert boards == ["...\n.X.\n...", "...\n.X.\n..O", "X..\n.X.\n..O"]
     assert all(m.scripted for m in episode.messages if m.role == "board")
     # x and o see the board only (and their own moves): one role heard, so no speaker label
-    assert _sent(clients, "o", 0) == [("SystemMessage", "You play O. Name a free cell 1-9.", None),
+    assert sent(clients, "o", 0) == [("SystemMessage", "You play O. Name a free cell 1-9.", None),
                                       ("UserMessage", "...\n.X.\n...", "board"), ("UserMessage", "Your move.", "user")]
-    assert _sent(clients, "x", 1) == [
+    assert sent(clients, "x", 1) == [
         ("SystemMessage", "You play X. Name a free cell 1-9.", None), ("UserMessage", "Your move.", "user"),
         ("AssistantMessage", "5", "x"), ("UserMessage", "...\n.X.\n...", "board"),
         ("UserMessage", "...\n.X.\n..O", "board"), ("UserMessage", "Your move.", "user")]
@@ -163,9 +142,9 @@ async def test_a_blank_scripted_message_is_logged_but_reaches_no_one(tmp_path):
         ("a", "a said 0", 0), ("referee", "", 1), ("b", "b said 0", 2), ("referee", "Time is up.", 3),
         ("a", "a said 1", 4), ("referee", "Time is up.", 5), ("b", "b said 1", 6), ("referee", "Time is up.", 7)]
     # the blank message is in no model context and in no template's `messages`; b and a hear two roles: labelled
-    assert _sent(clients, "b", 0) == [("SystemMessage", "You are b.", None), ("UserMessage", "a: a said 0", "a"),
+    assert sent(clients, "b", 0) == [("SystemMessage", "You are b.", None), ("UserMessage", "a: a said 0", "a"),
                                       ("UserMessage", "b sees [a]", "user")]
-    assert _sent(clients, "a", 1) == [
+    assert sent(clients, "a", 1) == [
         ("SystemMessage", "You are a.", None), ("UserMessage", "Speak, a.", "user"), ("AssistantMessage", "a said 0", "a"),
         ("UserMessage", "b: b said 0", "b"), ("UserMessage", "referee: Time is up.", "referee"),
         ("UserMessage", "Speak, a.", "user")]
@@ -187,12 +166,6 @@ async def test_scripted_turns_are_context_never_rows(tmp_path):
     assert all(v.role == "guesser" for v in views)
 
 
-def _error(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ProtocolError) as caught:
-        load_protocol(path)
-    return str(caught.value)
 
 
 @pytest.mark.parametrize("old, new, line, expected", [
@@ -212,7 +185,7 @@ def _error(text: str, tmp_path: Path) -> str:
 ])
 def test_bad_scripted_roles_name_file_line_and_field(tmp_path, old, new, line, expected):
     assert old in HIGHER_LOWER
-    message = _error(HIGHER_LOWER.replace(old, new, 1), tmp_path)
+    message = load_error(HIGHER_LOWER.replace(old, new, 1), tmp_path)
     assert message.startswith(f"{tmp_path / 'bad.yaml'}:{line}: "), message
     assert expected in message, message
 

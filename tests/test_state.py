@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from sparring.errors import ProtocolError
+
+from _games import ReplayClients
 from sparring.protocols import Judge, load_protocol, play, rejudge
 from sparring.protocols._state import initial_state
 
@@ -60,24 +61,13 @@ def _protocol(tmp_path: Path, text: str = GUESS):
     return load_protocol(path)
 
 
-class Clients:
-    """Replay clients per role that keep what each was sent."""
-
-    def __init__(self, replies: dict[str, list[str]]):
-        self.replies, self.made = replies, {}
-
-    def __call__(self, role, spec):
-        self.made[role] = ReplayChatCompletionClient(list(self.replies[role]))
-        return self.made[role]
-
-
 def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
 
 
 async def test_state_updates_after_each_message_and_decides(tmp_path):
     protocol = _protocol(tmp_path)
-    clients = Clients({"guesser": ["I guess 50", "I guess 25", "I guess 37"], "host": ["lower", "higher"]})
+    clients = ReplayClients({"guesser": ["I guess 50", "I guess 25", "I guess 37"], "host": ["lower", "higher"]})
     await play(protocol, 1, tmp_path / "run", {}, clients=clients)
     (record,) = _records(tmp_path / "run")
     assert record["status"] == "ok", record["error"]
@@ -97,7 +87,7 @@ async def test_state_updates_after_each_message_and_decides(tmp_path):
 
 async def test_a_computed_default_reason_and_a_reward_over_the_messages(tmp_path):
     protocol = _protocol(tmp_path)
-    clients = Clients({"guesser": ["I guess 50", "I guess 10", "I guess 20"], "host": ["lower", "higher", "higher"]})
+    clients = ReplayClients({"guesser": ["I guess 50", "I guess 10", "I guess 20"], "host": ["lower", "higher", "higher"]})
     await play(protocol, 1, tmp_path / "run", {}, clients=clients)
     (record,) = _records(tmp_path / "run")
     assert record["outcome"] == {"winner": "host", "reason": "out of guesses; the last was 20"}
@@ -106,7 +96,7 @@ async def test_a_computed_default_reason_and_a_reward_over_the_messages(tmp_path
 
 async def test_re_judging_restores_the_state_and_the_outcome(tmp_path):
     protocol = _protocol(tmp_path)
-    clients = Clients({"guesser": ["I guess 50", "I guess 25", "I guess 37"], "host": ["lower", "higher"]})
+    clients = ReplayClients({"guesser": ["I guess 50", "I guess 25", "I guess 37"], "host": ["lower", "higher"]})
     await play(protocol, 1, tmp_path / "run", {}, clients=clients)
     summary = rejudge(protocol, tmp_path / "run" / "transcripts.jsonl", tmp_path / "again.jsonl")
     assert summary.errors == 0
@@ -120,7 +110,7 @@ async def test_re_judging_restores_the_state_and_the_outcome(tmp_path):
 
 async def test_a_computed_winner_that_is_no_role_fails_its_episode(tmp_path):
     protocol = _protocol(tmp_path, GUESS.replace('winner: "{{ messages[-1].role }}"', 'winner: "{{ messages[-1].content }}"'))
-    clients = Clients({"guesser": ["I guess 37"], "host": []})
+    clients = ReplayClients({"guesser": ["I guess 37"], "host": []})
     await play(protocol, 1, tmp_path / "run", {}, clients=clients)
     (record,) = _records(tmp_path / "run")
     assert record["status"] == "error"

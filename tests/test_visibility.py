@@ -14,7 +14,7 @@ from autogen_core.models import AssistantMessage, UserMessage
 from autogen_ext.models.openai._openai_client import to_oai_type
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from sparring.agents._embedded_client import to_chat_messages
+from _games import assert_views_match_requests, message_key, sent
 from sparring.errors import ProtocolError
 from sparring.protocols import episode_views, load_protocol, parse_protocol, play
 from sparring.protocols._visibility import speaker_label
@@ -69,28 +69,8 @@ async def _play(protocol, tmp_path):
     summary = await play(protocol, 1, tmp_path, {r: "replay" for r in protocol.spec.roles}, clients=factory)
     (episode,) = read_transcripts(summary.path, strict=True)
     assert episode.status == "ok", episode.error
-    _views_equal_what_was_sent(protocol, episode, clients)
+    assert_views_match_requests(protocol, episode, clients)
     return episode, clients
-
-
-def _key(message) -> tuple:
-    return type(message).__name__, message.content, getattr(message, "source", None)
-
-
-def _views_equal_what_was_sent(protocol, episode, clients) -> None:
-    """Every view, rebuilt from the transcript, is exactly the request its role's client received."""
-    views = episode_views(protocol, episode)
-    assert [v.index for v in views] == [i for i, m in enumerate(episode.messages) if m.role in protocol.spec.roles]
-    calls = {role: iter(client.create_calls) for role, client in clients.items()}
-    for view in views:
-        sent = next(calls[view.role])["messages"]
-        assert [_key(m) for m in view.llm_messages(with_target=False)] == [_key(m) for m in sent]
-        assert view.chat(with_target=False) == to_chat_messages(sent)
-    assert all(next(rest, None) is None for rest in calls.values())
-
-
-def _sent(clients, role: str, call: int) -> list[tuple]:
-    return [_key(m) for m in clients[role].create_calls[call]["messages"]]
 
 
 async def test_round_robin_history_all(tmp_path):
@@ -98,13 +78,13 @@ async def test_round_robin_history_all(tmp_path):
     episode, clients = await _play(protocol, tmp_path)
     assert [m.role for m in episode.messages] == ["host", "guest", "observer"] * 2
     # the host sees two roles: labelled; its own reply is its assistant turn after the prompt it answered
-    assert _sent(clients, "host", 1) == [
+    assert sent(clients, "host", 1) == [
         ("SystemMessage", "You host.", None), ("UserMessage", "host sees []", "user"),
         ("AssistantMessage", "host said 0", "host"), ("UserMessage", "guest: guest said 0", "guest"),
         ("UserMessage", "observer: observer said 0", "observer"),
         ("UserMessage", "host sees [host,guest,observer]", "user")]
     # `sees` filters the model context and the template's `messages` alike; one role heard: no label
-    assert _sent(clients, "observer", 1) == [
+    assert sent(clients, "observer", 1) == [
         ("SystemMessage", "You only hear the host.", None), ("UserMessage", "host said 0", "host"),
         ("UserMessage", "observer sees [host]", "user"), ("AssistantMessage", "observer said 0", "observer"),
         ("UserMessage", "host said 1", "host"), ("UserMessage", "observer sees [host,observer,host]", "user")]
@@ -114,8 +94,8 @@ async def test_round_robin_last_round_holds_only_the_message_before(tmp_path):
     """In a round robin every message is a round: `last_round` is the one message just before the turn."""
     protocol = parse_protocol(ROUND_ROBIN.replace("{history}", "last_round"))
     episode, clients = await _play(protocol, tmp_path)
-    assert _sent(clients, "host", 0) == [("SystemMessage", "You host.", None), ("UserMessage", "host sees []", "user")]
-    assert _sent(clients, "host", 1) == [("SystemMessage", "You host.", None),
+    assert sent(clients, "host", 0) == [("SystemMessage", "You host.", None), ("UserMessage", "host sees []", "user")]
+    assert sent(clients, "host", 1) == [("SystemMessage", "You host.", None),
                                          ("UserMessage", "observer: observer said 0", "observer"),
                                          ("UserMessage", "host sees [observer]", "user")]
     assert len(clients["guest"].create_calls[1]["messages"]) == 7  # history: all, the whole episode so far
@@ -126,10 +106,10 @@ async def test_simultaneous_last_round(tmp_path):
     episode, clients = await _play(protocol, tmp_path)
     assert [(m.role, m.round) for m in episode.messages] == [(f"d{a}", r) for r in range(3) for a in (1, 2, 3)]
     # round 0: nothing seen, not even the other speakers of the round
-    assert _sent(clients, "d2", 0) == [("SystemMessage", "You debate.", None),
+    assert sent(clients, "d2", 0) == [("SystemMessage", "You debate.", None),
                                        ("UserMessage", "round 0: you see []", "user")]
     # round 2: only round 1, its own answer first (as its assistant turn, without the old prompt)
-    assert _sent(clients, "d2", 2) == [
+    assert sent(clients, "d2", 2) == [
         ("SystemMessage", "You debate.", None), ("AssistantMessage", "d2 said 1", "d2"),
         ("UserMessage", "d1: d1 said 1", "d1"), ("UserMessage", "d3: d3 said 1", "d3"),
         ("UserMessage", "round 2: you see [d2,d1,d3]", "user")]
@@ -143,8 +123,8 @@ async def test_simultaneous_speakers_never_see_their_own_round(tmp_path):
             seen = [m.content for m in call["messages"][1:-1]]
             assert not any(f"said {r}" in text for text in seen)  # nothing of its own round
             assert sum("said" in text for text in seen) == 3 * r  # every earlier round, its own answers included
-    assert _sent(clients, "d3", 1)[-1] == ("UserMessage", "round 1: you see [d3,d1,d2]", "user")
-    assert _sent(clients, "d1", 2)[-1] == ("UserMessage", "round 2: you see [d1,d2,d3,d1,d2,d3]", "user")
+    assert sent(clients, "d3", 1)[-1] == ("UserMessage", "round 1: you see [d3,d1,d2]", "user")
+    assert sent(clients, "d1", 2)[-1] == ("UserMessage", "round 2: you see [d1,d2,d3,d1,d2,d3]", "user")
 
 
 async def test_three_roles_reach_the_model_with_their_author(tmp_path):
@@ -175,7 +155,7 @@ async def test_an_empty_speaker_label_turns_labels_off(tmp_path):
 async def test_a_speaker_label_template_labels_every_role(tmp_path):
     protocol = parse_protocol(ROUND_ROBIN.replace("{history}", "all") + 'speaker_label: "[{{ speaker | upper }}] "\n')
     episode, clients = await _play(protocol, tmp_path)
-    assert _sent(clients, "observer", 1)[1] == ("UserMessage", "[HOST] host said 0", "host")  # one role heard, labelled
+    assert sent(clients, "observer", 1)[1] == ("UserMessage", "[HOST] host said 0", "host")  # one role heard, labelled
 
 
 def test_two_player_games_send_no_labels():
@@ -191,7 +171,7 @@ def test_views_of_a_record_without_logged_prompts_or_rounds():
     said = [TranscriptMessage(role=f"d{a}", content=f"d{a} said {r}") for r in range(2) for a in (1, 2, 3)]
     episode = Episode(id="x", protocol=ProtocolRef(name=protocol.name), variables={}, messages=said)
     view = episode_views(protocol, episode)[4]
-    assert [_key(m) for m in view.llm_messages(with_target=False)] == [
+    assert [message_key(m) for m in view.llm_messages(with_target=False)] == [
         ("SystemMessage", "You debate.", None), ("AssistantMessage", "d2 said 0", "d2"),
         ("UserMessage", "d1: d1 said 0", "d1"), ("UserMessage", "d3: d3 said 0", "d3"),
         ("UserMessage", "round 1: you see [d2,d1,d3]", "user")]
@@ -237,4 +217,4 @@ async def test_an_llm_judges_replies_reach_no_player_and_no_view(tmp_path):
     judge = clients.pop("judge")
     assert all("VERDICT" not in m.content for c in clients.values() for call in c.create_calls for m in call["messages"])
     assert len(judge.create_calls) == 6
-    _views_equal_what_was_sent(protocol, episode, clients)
+    assert_views_match_requests(protocol, episode, clients)

@@ -24,7 +24,7 @@ from ._loader import Protocol
 from ._schedule import schedule_rounds
 from ._schema import LLMJudgeSpec, RoleSpec
 from ._state import initial_state, next_state
-from ._visibility import invalid_prompt, model_context, script_message, system_prompt, turn_prompt, valid_reply
+from ._visibility import addressed_to, invalid_prompt, model_context, script_message, system_prompt, turn_prompt, valid_reply
 
 ClientFactory = Callable[[str, RoleSpec | LLMJudgeSpec], ChatCompletionClient]
 """Makes the model client of one role (or the LLM judge) for one episode: ``factory(name, spec)``."""
@@ -76,6 +76,9 @@ class EpisodeTeam:
                     if phase is not None:
                         reply["phase"] = phase
                     self.messages.append(reply)
+                    if self.protocol.spec.roles[reply["role"]].to is not None:
+                        context = self.judge.rule_context(self.variables, self.messages)
+                        reply["to"] = addressed_to(self.protocol, reply["role"], context)
                     if reply.get("invalid"):  # its role ran out of retries (`_speak`): its on_invalid decides
                         return await self.judge.end_outcome(self.variables, self.messages, ask,
                                                             self.judge.invalid_outcome(reply["role"]))

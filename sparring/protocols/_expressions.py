@@ -150,9 +150,9 @@ def _guarded_modulo(left: Any, right: Any) -> Any:
 
 def _check_format_widths(template: str) -> None:
     """Refuse format strings whose widths or precisions would build huge strings (``%99999999s``)."""
-    for number in _re.findall(r"\d+", template):
-        if len(number) > 6 or int(number) > LIMITS.max_string:
-            raise CostError(f"the format string asks for a width of {number} (the limit is {LIMITS.max_string:,})")
+    for width in _re.findall(r"\d+", template):
+        if len(width) > 6 or int(width) > LIMITS.max_string:
+            raise CostError(f"the format string asks for a width of {width} (the limit is {LIMITS.max_string:,})")
 
 
 def _budgeted_range(*args: int) -> range:

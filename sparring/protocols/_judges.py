@@ -282,11 +282,11 @@ class Judge:
         if not messages:
             return None
         context = self.rule_context(variables, messages)
-        for rule, check, field in rules:
+        for rule, check, location in rules:
             if only_last_speaker and rule.roles is not None and context["role"] not in rule.roles:
                 continue
             if check(**context):
-                return self._outcome(rule, context, field)
+                return self._outcome(rule, context, location)
         return None
 
 

@@ -225,6 +225,8 @@ def _fields(spec: ProtocolSpec) -> list[tuple[tuple, str, str, str | None]]:
                 fields.append((("roles", name, kind), getattr(role, kind), kind, name))
         if role.valid is not None:
             fields.append((("roles", name, "invalid_prompt"), role.invalid_prompt, "invalid_prompt", name))
+        if role.to is not None:
+            fields.append((("roles", name, "to"), role.to, "update", name))
         fields += [(("roles", name, "params", k), v, "params", name) for k, v in role.params.items() if isinstance(v, str)]
     for role, templates in spec.training.system_variants.items():
         fields += [(("training", "system_variants", role, i), t, "system", role) for i, t in enumerate(templates)]

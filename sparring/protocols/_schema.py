@@ -174,6 +174,8 @@ class RoleSpec(_Strict):
         DEFAULT_INVALID_PROMPT, description="Jinja2 template of the error sent back after an invalid reply, over "
         "`message` (the reply) and the role's template names.",
     )
+    to: str | None = Field(None, description="An expression over the rule names giving who this role's message is "
+                           "addressed to (a role, a list of roles; none: everyone its `sees` allows): a whisper channel.")
     retries: int = Field(2, ge=0, description="Times an invalid reply is sent back before `on_invalid` decides.")
     on_invalid: OnInvalidSpec = Field(
         default_factory=OnInvalidSpec, description="The episode's outcome when the role's last retry is invalid too.")

@@ -24,6 +24,7 @@ from typing import Any
 
 from autogen_core.models import AssistantMessage, LLMMessage, UserMessage
 
+from ..errors import JudgeError
 from ._expressions import compile_expression, render
 from ._loader import Protocol
 from ._state import current_state
@@ -36,6 +37,8 @@ def visible(protocol: Protocol | None, role: str, message: Mapping[str, Any], ro
     """Whether ``role``'s model receives ``message`` when it speaks in round ``round_number``.
 
     Without a protocol (the plain view of a foreign record) every message of an earlier round is.
+    A message addressed to some roles (its ``to``, from its author's ``to`` expression) reaches
+    only them, besides its author.
     """
     if message["round"] >= round_number:
         return False
@@ -48,7 +51,30 @@ def visible(protocol: Protocol | None, role: str, message: Mapping[str, Any], ro
         return False
     if spec.history == "last_round" and message["round"] != round_number - 1:
         return False
+    if author != role and message.get("to") is not None and role not in message["to"]:
+        return False  # addressed to others only (the author's `to`)
     return author == role or spec.sees == "all" or author in spec.sees
+
+
+def addressed_to(protocol: Protocol, role: str, context: Mapping[str, Any]) -> list[str] | None:
+    """Whom ``role``'s new message is addressed to: its ``to`` expression evaluated over the rule names
+    (``context``, the last message being the new one); None when it has none or it gives none.
+
+    Raises:
+        `ExpressionError`: the expression fails; `JudgeError`: it names something that is no role.
+    """
+    source = protocol.spec.roles[role].to
+    if source is None:
+        return None
+    field = f"roles.{role}.to"
+    chosen = compile_expression(source, protocol.where(field))(**context)
+    if chosen is None or chosen == "":
+        return None
+    names = [chosen] if isinstance(chosen, str) else list(chosen) if isinstance(chosen, (list, tuple)) else None
+    if names is None or any(not isinstance(n, str) or n not in protocol.spec.roles for n in names):
+        raise JudgeError(f"{protocol.where(field)}: gave {chosen!r}; give a role, a list of roles or none "
+                         f"(roles are {sorted(protocol.spec.roles)})")
+    return names
 
 
 def seen(protocol: Protocol | None, role: str, messages: Sequence[Mapping[str, Any]], round_number: int) -> list[int]:
