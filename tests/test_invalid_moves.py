@@ -147,9 +147,10 @@ async def test_rejected_replies_are_rows_only_when_asked(tmp_path):
                 for r in load_rows(tmp_path / out)]
 
     both = {"roles": ["first", "second"]}
-    # the lost game's only message was rejected: it gives no row unless asked
+    # the lost game's only message was rejected: it gives no row unless asked; each row's reward is
+    # its role's in the game (first won the first game)
     assert targets("imitation", protocol, "imitation", **both) == [
-        ("0", "first", "3", 1.0), ("0", "second", "2", 1.0), ("0", "first", "4", 1.0)]
+        ("0", "first", "3", 1.0), ("0", "second", "2", -1.0), ("0", "first", "4", 1.0)]
     assert [(r[1], r[2]) for r in targets("imitation", asked, "imitation_invalid", **both)] == [
         ("first", "8"), ("first", "3"), ("second", "2"), ("first", "4"), ("first", "8"), ("first", "nine")]
     # spag: the winner's turns 0 and 2 get 1.25 and 1.5625 normalised (0.4444, 0.5556); a rejected reply

@@ -147,3 +147,11 @@ def test_state_mistakes_are_reported_at_load(change, message, tmp_path):
     with pytest.raises(ProtocolError) as caught:
         load_protocol(path)
     assert message in str(caught.value), str(caught.value)
+
+
+def test_a_misspelt_state_key_is_reported_at_load(tmp_path):
+    from _games import load_error
+
+    message = load_error(GUESS.replace('when: "state.last == secret"', 'when: "state.lst == secret"'), tmp_path)
+    assert "judge.rules.0.when: state.lst: the state has no such key" in message
+    assert "['guesses', 'high', 'last', 'low', 'note']" in message

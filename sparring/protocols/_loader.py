@@ -286,10 +286,14 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
             raise ProtocolError(f"{prefix}: undefined name {unknown[0]!r}{hint}; this field may use the variables "
                                 f"{sorted(spec.variable_names)}, {sorted(PROVIDED[kind])} and the helpers {sorted(HELPERS)}")
         if kind in ("system", "prompt", "script", "valid", "invalid_prompt"):
-            for key in _params_keys(tree):
+            for key in _keys_read(tree, "params"):
                 if key not in spec.roles[role].params:
                     raise ProtocolError(f"{prefix}: params.{key}: role {role!r} has no such parameter; its params are "
                                         f"{sorted(spec.roles[role].params)} (roles.{role}.params)")
+        declared = set(spec.state) | {key for update in spec.update for key in update.set}
+        for key in _keys_read(tree, "state") - declared:
+            raise ProtocolError(f"{prefix}: state.{key}: the state has no such key; it has {sorted(declared)} "
+                                "(declared in `state` or set by `update`)")
         for pattern in _constant_patterns(tree):
             try:
                 regex.compile(pattern)
@@ -297,11 +301,11 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
                 raise ProtocolError(f"{prefix}: the regular expression {pattern!r} does not compile: {error}") from error
 
 
-def _params_keys(tree: nodes.Node) -> set[str]:
-    """The constant keys a template reads from ``params`` (``params.x``, ``params["x"]``)."""
+def _keys_read(tree: nodes.Node, name: str) -> set[str]:
+    """The constant keys a template reads from the mapping ``name`` (``params.x``, ``state["x"]``)."""
     keys = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name) and node.node.name == "params":
+        if isinstance(node.node, nodes.Name) and node.node.name == name:
             key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
             if isinstance(key, str) and not (isinstance(node, nodes.Getattr) and hasattr(dict, key)):
                 keys.add(key)  # (``params.items()`` is a method, not a key)

@@ -66,7 +66,8 @@ def next_state(protocol: "Protocol", state: Mapping[str, Any], variables: Mappin
     """
     last = messages[-1]
     context = {**variables, "message": last["content"], "role": last["role"], "turn": last.get("turn", len(messages) - 1),
-               "round": last.get("round", 0), "messages": list(messages), "roles": list(protocol.spec.roles)}
+               "round": last.get("round", 0), "messages": list(messages), "roles": list(protocol.spec.roles),
+               "phase": last.get("phase")}
     current = dict(state)
     for index, update in enumerate(protocol.spec.update):
         if update.roles is not None and last["role"] not in update.roles:

@@ -166,8 +166,8 @@ def _imitation(episodes, protocols, drops, roles, summary) -> list[dict]:
             continue
         summary.games_used += 1
         for view in views:
-            if view.role in chosen:
-                rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
+            if view.role in chosen:  # the reward column: the role's reward in the game (SFT trains on every row alike)
+                rows.append(make_row(view.chat(), view.role, episode.rewards.get(view.role, 1.0), 1.0, episode.id))
     _merge(summary.dropped, dropped)
     return rows
 
@@ -302,8 +302,8 @@ def build_dataset(
     """Build a training dataset from judged transcripts and write it to ``out_dir``.
 
     Args:
-        kind (`str`): ``imitation`` (the winners' turns, or every turn of ``roles``; reward and
-            weight 1), ``spag`` (SPAG's rewards and role weights over decisive games) or
+        kind (`str`): ``imitation`` (the winners' turns, or every turn of ``roles``; weight 1, and
+            as ``reward`` the role's reward in the episode, which SFT does not use), ``spag`` (SPAG's rewards and role weights over decisive games) or
             ``saie`` (the learner's turns of correct episodes; the gold rationale for questions
             never solved).
         transcripts (`list[Path]`): transcript files; a replayed id counts once (its latest record).
