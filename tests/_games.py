@@ -57,3 +57,32 @@ def assert_views_match_requests(protocol, episode, clients: dict) -> None:
         assert view.chat(with_target=False) == to_chat_messages(request)
     assert all(next(rest, None) is None for rest in calls.values())
     assert episode_views(protocol, episode) == [v for v in every if not v.invalid]
+
+
+def line_of(text: str, fragment: str) -> int:
+    """The 1-based number of the first line of ``text`` holding ``fragment``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def assert_load_error(text: str, old: str, new: str, fragment: str, expected: str, tmp_path: Path) -> None:
+    """``text`` with ``old`` (once in it) replaced by ``new`` fails to load with ``FILE:LINE: ...expected...``,
+    LINE being the line of ``fragment``."""
+    assert text.count(old) == 1, old
+    changed = text.replace(old, new)
+    message = load_error(changed, tmp_path)
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{line_of(changed, fragment)}: "), message
+    assert expected in message, message
+
+
+def assert_rejudged_alike(protocol, path: Path, episodes: list, tmp_path: Path) -> dict:
+    """`rejudge` of the transcripts at ``path`` gives each of ``episodes`` its outcome and rewards again
+    (and no judging error); returns the re-judged episodes by id."""
+    from sparring.protocols import rejudge
+    from sparring.transcripts import read_transcripts
+
+    judged = rejudge(protocol, path, tmp_path / "again.jsonl")
+    assert judged.errors == 0, judged.failures
+    again = {e.id: e for e in read_transcripts(tmp_path / "again.jsonl", strict=True)}
+    for episode in episodes:
+        assert again[episode.id].outcome == episode.outcome and again[episode.id].rewards == episode.rewards
+    return again

@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from sparring.errors import ProtocolError
+from _games import ReplayClients, assert_load_error, assert_rejudged_alike, line_of, load_error
 from sparring.protocols import builtin_names, load_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
 from sparring.protocols._parsing import number
@@ -37,20 +36,11 @@ def _prompt(low: int, high: int, left: int) -> str:
     return f"Guess a number between {low} and {high} ({left} {guesses} left). Write only the number."
 
 
-class Clients:
-    """A replay client per model role, kept to inspect what each was sent."""
-
-    def __init__(self, replies: dict[str, list[str]]):
-        self.replies, self.made = replies, {}
-
-    def __call__(self, role, spec):
-        self.made[role] = ReplayChatCompletionClient(list(self.replies[role]))
-        return self.made[role]
 
 
 async def _replay(out: Path, guesses: list[str], **overrides):
     protocol = load_protocol(NAME)
-    clients = Clients({"guesser": guesses})
+    clients = ReplayClients({"guesser": guesses})
     await play(protocol, 1, out, role_models(protocol, "replay", {}), clients=clients, overrides=overrides)
     (episode,) = read_transcripts(out / "transcripts.jsonl", strict=True)
     assert episode.status == "ok", episode.error
@@ -201,11 +191,7 @@ def test_two_games_on_the_embedded_model(engine, tmp_path):
         assert episode.models == {"guesser": "hf:smollm2-135m"}
         _check_real_episode(episode)
 
-    judged = rejudge(protocol, path, tmp_path / "again.jsonl")
-    assert judged.errors == 0
-    again = {e.id: e for e in read_transcripts(tmp_path / "again.jsonl", strict=True)}
-    for episode in episodes:
-        assert again[episode.id].outcome == episode.outcome and again[episode.id].rewards == episode.rewards
+    assert_rejudged_alike(protocol, path, episodes, tmp_path)
 
     data = build_dataset("imitation", [path], tmp_path / "data", roles=["guesser"], protocol=protocol)
     accepted = sum(1 for e in episodes for m in e.messages if m.role == "guesser" and not m.invalid)
@@ -218,16 +204,8 @@ def test_two_games_on_the_embedded_model(engine, tmp_path):
     assert spag.role_rows == ({"guesser": found} if won else {})
 
 
-def _load_error(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ProtocolError) as caught:
-        load_protocol(path)
-    return str(caught.value)
 
 
-def _line(text: str, fragment: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
 
 
 @pytest.mark.parametrize("old, new, fragment, expected", [
@@ -246,16 +224,12 @@ def _line(text: str, fragment: str) -> int:
      "  - roles: [guesers]", "update.1.roles.0: unknown role 'guesers'"),
 ])
 def test_the_main_features_used_wrongly_are_reported_at_load(tmp_path, old, new, fragment, expected):
-    assert TEXT.count(old) == 1
-    text = TEXT.replace(old, new)
-    message = _load_error(text, tmp_path)
-    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{_line(text, fragment)}: "), message
-    assert expected in message, message
+    assert_load_error(TEXT, old, new, fragment, expected, tmp_path)
 
 
 def test_a_range_variable_with_min_above_max_is_reported_at_load(tmp_path):
     text = TEXT.replace("range: [1, 20]", "range: [20, 1]")
-    message = _load_error(text, tmp_path)
-    line = _line(text, "range: [20, 1]")
+    message = load_error(text, tmp_path)
+    line = line_of(text, "range: [20, 1]")
     assert message == f"{tmp_path / 'bad.yaml'}:{line}: variables.secret.range: min (20) is greater than max (1)"
 

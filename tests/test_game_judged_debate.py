@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from _games import ReplayClients, load_error, sent
+from _games import ReplayClients, assert_load_error, line_of, load_error, sent
 from sparring.protocols import builtin_names, load_protocol, parse_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
 from sparring.trainer import build_dataset, load_rows
@@ -246,8 +246,6 @@ def test_two_debates_on_the_embedded_model(engine, tmp_path):
     assert all(r["role"] in ("pro", "con") for r in load_rows(tmp_path / "data"))
 
 
-def _line(text: str, fragment: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
 
 
 @pytest.mark.parametrize("old, new, fragment, expected", [
@@ -260,11 +258,7 @@ def _line(text: str, fragment: str) -> int:
     ("      {{ transcript }}\n", "      {{ message }}\n", "    prompt: |", "judge.llm.prompt: undefined name 'message'"),
 ])
 def test_the_main_features_used_wrongly_are_reported_at_load(tmp_path, old, new, fragment, expected):
-    assert TEXT.count(old) == 1
-    text = TEXT.replace(old, new)
-    message = load_error(text, tmp_path)
-    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{_line(text, fragment)}: "), message
-    assert expected in message, message
+    assert_load_error(TEXT, old, new, fragment, expected, tmp_path)
 
 
 def test_a_reward_that_reads_a_score_the_default_outcome_lacks_is_reported_at_load(tmp_path):
@@ -273,4 +267,4 @@ def test_a_reward_that_reads_a_score_the_default_outcome_lacks_is_reported_at_lo
     assert TEXT.count(old) == 1
     text = TEXT.replace(old, '0.5 * scores.pro_argument * (1 if winner == "pro"')
     message = load_error(text, tmp_path)
-    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{_line(text, '  pro: >-')}: rewards.pro: fails on a sample episode"), message
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{line_of(text, '  pro: >-')}: rewards.pro: fails on a sample episode"), message

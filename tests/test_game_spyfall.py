@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from _games import ReplayClients, load_error, sent
+from _games import ReplayClients, assert_load_error, assert_rejudged_alike, sent
 from sparring.protocols import builtin_names, load_protocol, parse_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
 from sparring.trainer import build_dataset, load_rows
@@ -228,11 +228,7 @@ def test_two_games_on_the_embedded_model(engine, tmp_path):
         assert episode.models == dict.fromkeys(PLAYERS, "hf:smollm2-135m")
         _check_real_episode(episode)
 
-    judged = rejudge(protocol, path, tmp_path / "again.jsonl")
-    assert judged.errors == 0
-    again = {e.id: e for e in read_transcripts(tmp_path / "again.jsonl", strict=True)}
-    for episode in episodes:
-        assert again[episode.id].outcome == episode.outcome and again[episode.id].rewards == episode.rewards
+    assert_rejudged_alike(protocol, path, episodes, tmp_path)
 
     data = build_dataset("imitation", [path], tmp_path / "data", roles=PLAYERS, protocol=protocol)
     assert data.role_rows == dict.fromkeys(PLAYERS, 6)  # three turns each, in two games
@@ -250,8 +246,6 @@ def test_two_games_on_the_embedded_model(engine, tmp_path):
     assert spag.role_rows == wins
 
 
-def _line(text: str, fragment: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
 
 
 @pytest.mark.parametrize("old, new, fragment, expected", [
@@ -265,8 +259,4 @@ def _line(text: str, fragment: str) -> int:
      "until: winner == spy", "schedule.phases.0.until: undefined name 'winner'"),
 ])
 def test_the_main_features_used_wrongly_are_reported_at_load(tmp_path, old, new, fragment, expected):
-    assert TEXT.count(old) == 1
-    text = TEXT.replace(old, new)
-    message = load_error(text, tmp_path)
-    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{_line(text, fragment)}: "), message
-    assert expected in message, message
+    assert_load_error(TEXT, old, new, fragment, expected, tmp_path)

@@ -13,9 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
-from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from sparring.errors import ProtocolError
+from _games import ReplayClients, assert_load_error, assert_rejudged_alike
 from sparring.protocols import builtin_names, load_protocol, parse_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
 from sparring.protocols._taboo import is_correct_guess, mentions
@@ -55,20 +54,11 @@ def _state(questions: int, named=None, guess=None) -> dict:
     return {"questions": questions, "named": named, "guess": guess}
 
 
-class Clients:
-    """A replay client per model role, kept to inspect what each was sent."""
-
-    def __init__(self, replies: dict[str, list[str]]):
-        self.replies, self.made = replies, {}
-
-    def __call__(self, role, spec):
-        self.made[role] = ReplayChatCompletionClient(list(self.replies[role]))
-        return self.made[role]
 
 
 async def _replay(out: Path, asker: list[str], answerer: list[str], seed: int = 0, **overrides):
     protocol = load_protocol(NAME)
-    clients = Clients({"asker": asker, "answerer": answerer})
+    clients = ReplayClients({"asker": asker, "answerer": answerer})
     await play(protocol, 1, out, role_models(protocol, "replay", {}), clients=clients, seed=seed, overrides=overrides)
     (episode,) = read_transcripts(out / "transcripts.jsonl", strict=True)
     assert episode.status == "ok", episode.error
@@ -234,11 +224,8 @@ def test_two_games_on_the_embedded_model(engine, tmp_path):
         assert episode.models == {"asker": "hf:smollm2-135m", "answerer": "hf:smollm2-135m"}
         _check_real_episode(episode)
 
-    judged = rejudge(protocol, path, tmp_path / "again.jsonl")
-    assert judged.errors == 0
-    again = {e.id: e for e in read_transcripts(tmp_path / "again.jsonl", strict=True)}
+    again = assert_rejudged_alike(protocol, path, episodes, tmp_path)
     for episode in episodes:
-        assert again[episode.id].outcome == episode.outcome and again[episode.id].rewards == episode.rewards
         assert [m.state for m in again[episode.id].messages] == [m.state for m in episode.messages]
 
     data = build_dataset("imitation", [path], tmp_path / "data", roles=["asker"], protocol=protocol)
@@ -253,16 +240,8 @@ def test_two_games_on_the_embedded_model(engine, tmp_path):
     assert sum(r["reward"] for r in load_rows(tmp_path / "spag")) == pytest.approx(len(decisive))  # 1 per game
 
 
-def _load_error(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ProtocolError) as caught:
-        load_protocol(path)
-    return str(caught.value)
 
 
-def _line(text: str, fragment: str) -> int:
-    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
 
 
 @pytest.mark.parametrize("old, new, fragment, expected", [
@@ -280,8 +259,4 @@ def _line(text: str, fragment: str) -> int:
      "roles.answerer.on_invalid.winner: unknown role 'questioner'; roles are ['answerer', 'asker']"),
 ])
 def test_the_main_features_used_wrongly_are_reported_at_load(tmp_path, old, new, fragment, expected):
-    assert TEXT.count(old) == 1
-    text = TEXT.replace(old, new)
-    message = _load_error(text, tmp_path)
-    assert message.startswith(f"{tmp_path / 'bad.yaml'}:{_line(text, fragment)}: "), message
-    assert expected in message, message
+    assert_load_error(TEXT, old, new, fragment, expected, tmp_path)
