@@ -354,16 +354,21 @@ class LLMJudgeSpec(_Strict):
         "rules_first", description="Whether the rules or the judge decide first where both may."
     )
 
+    @field_validator("verdicts", "scores")
+    @classmethod
+    def _readable_names(cls, value, info: ValidationInfo):
+        kind, names = ("verdict", list(value)) if info.field_name == "verdicts" else ("score", value)
+        for name in names:
+            if not _NAME.fullmatch(name) or (kind == "score" and " " in name):
+                raise ValueError(f"{kind} name {name!r}: use letters, digits, '_', '-'"
+                                 f"{'' if kind == 'score' else ' and spaces'}, starting and ending with a letter or digit")
+        folded = [name.lower() for name in names]
+        if len(set(folded)) != len(folded):
+            raise ValueError(f"{kind} names {names} differ only in case; the judge's reply is read case-insensitively")
+        return value
+
     @model_validator(mode="after")
-    def _readable_names(self) -> "LLMJudgeSpec":
-        for kind, names in (("verdict", list(self.verdicts)), ("score", self.scores)):
-            for name in names:
-                if not _NAME.fullmatch(name) or (kind == "score" and " " in name):
-                    raise ValueError(f"{kind} name {name!r}: use letters, digits, '_', '-'"
-                                     f"{'' if kind == 'score' else ' and spaces'}, starting and ending with a letter or digit")
-            folded = [name.lower() for name in names]
-            if len(set(folded)) != len(folded):
-                raise ValueError(f"{kind} names {names} differ only in case; the judge's reply is read case-insensitively")
+    def _one_verdict_decides(self) -> "LLMJudgeSpec":
         if not any(verdict.decides for verdict in self.verdicts.values()):
             raise ValueError("no verdict decides: give at least one without decides: false")
         return self
