@@ -21,7 +21,7 @@ from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, Use
 from ..agents._embedded_client import to_chat_messages
 from ..transcripts import Episode, TranscriptMessage
 from ._loader import Protocol
-from ._visibility import model_context, seen, system_prompt, turn_context, turn_prompt
+from ._visibility import model_context, seen, system_prompt, turn_prompt
 
 
 @dataclass(frozen=True)
@@ -156,4 +156,4 @@ def episode_views(protocol: Protocol | None, episode: Episode, include_invalid: 
     return views
 
 
-__all__ = ["TurnView", "episode_views", "fits", "system_prompt", "turn_context"]  # the last two: from `_visibility`
+__all__ = ["TurnView", "episode_views", "fits"]

@@ -22,8 +22,8 @@ from typing import Any
 
 from ..errors import SparringError, TrainingError, TranscriptError
 from ..protocols import Protocol, builtin_names, load_protocol
-from ..protocols._expressions import render
-from ..protocols._views import TurnView, episode_views, fits, system_prompt, turn_context
+from ..protocols._views import TurnView, episode_views, fits
+from ..protocols._visibility import system_prompt, turn_prompt
 from ..transcripts import Episode, latest_by_id, read_transcripts
 from ._prompt_variants import varied_chat
 from ._rewards import drop_reason, spag_rewards
@@ -233,8 +233,7 @@ def _first_turn(protocol: Protocol | None, episode: Episode, role: str, gold: st
         return TurnView(view.index, role, view.system, view.context, view.prompt, view.history, gold)
     if protocol is None or role not in protocol.spec.roles:
         return None
-    template = protocol.spec.roles[role].prompt
-    prompt = render(template, turn_context(protocol, episode.variables, role)) if template is not None else None
+    prompt = turn_prompt(protocol, episode.variables, role, 0, [])  # as play hands its first turn
     return TurnView(0, role, system_prompt(protocol, episode.variables, role), [], prompt, [], gold)
 
 

@@ -14,7 +14,8 @@ import random
 from dataclasses import replace
 
 from ..protocols import Protocol
-from ..protocols._views import TurnView, system_prompt
+from ..protocols._views import TurnView
+from ..protocols._visibility import system_prompt
 
 FORMATS = ("chat", "flat")
 """The dialogue formats: ``chat`` (as played) and ``flat`` (one user message with speaker labels)."""
