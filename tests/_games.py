@@ -86,3 +86,16 @@ def assert_rejudged_alike(protocol, path: Path, episodes: list, tmp_path: Path) 
     for episode in episodes:
         assert again[episode.id].outcome == episode.outcome and again[episode.id].rewards == episode.rewards
     return again
+
+
+async def play_replayed(protocol, tmp_path: Path, replies: dict[str, list[str]], **options):
+    """One episode of ``protocol`` on `ReplayClients` into ``tmp_path`` (``options`` go to `play`: seed,
+    overrides); it must end ``ok``. Returns the episode and each model role's client."""
+    from sparring.protocols import play, role_models
+    from sparring.transcripts import read_transcripts
+
+    clients = ReplayClients(replies)
+    summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=clients, **options)
+    (episode,) = read_transcripts(summary.path, strict=True)
+    assert episode.status == "ok", episode.error
+    return episode, clients.made

@@ -14,6 +14,7 @@ import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from typer.testing import CliRunner
 
+from _games import play_replayed
 from sparring.cli import app
 from sparring.errors import ProtocolError
 from sparring.protocols import Judge, load_protocol, parse_protocol, play, rejudge, role_models
@@ -45,17 +46,8 @@ def _offer(by: str, mine: int, yours: int) -> dict:
 async def _play(tmp_path: Path, replies: dict[str, list[str]], pot: int | None = 100, seed: int = 0):
     """One episode (of seed ``seed``: its id) on replay clients, the pot fixed unless ``None``."""
     protocol = load_protocol("split_the_pot")
-    clients: dict[str, ReplayChatCompletionClient] = {}
-
-    def factory(role, spec):
-        clients[role] = ReplayChatCompletionClient(list(replies[role]))
-        return clients[role]
-
     overrides = {} if pot is None else {"pot": pot}
-    summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=factory,
-                         overrides=overrides, seed=seed)
-    (episode,) = read_transcripts(summary.path, strict=True)
-    assert episode.status == "ok", episode.error
+    episode, clients = await play_replayed(protocol, tmp_path, replies, overrides=overrides, seed=seed)
     return episode, clients
 
 

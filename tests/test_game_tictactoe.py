@@ -14,6 +14,7 @@ import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from typer.testing import CliRunner
 
+from _games import play_replayed
 from sparring.cli import app
 from sparring.errors import ProtocolError
 from sparring.protocols import Judge, episode_views, load_protocol, parse_protocol, play, rejudge, role_models
@@ -39,15 +40,7 @@ def _state(cells: str, next_: str, last, winner=None) -> dict:
 async def _play(tmp_path: Path, replies: dict[str, list[str]], protocol=None, seed: int = 0):
     """One episode (of seed ``seed``: its id) on replay clients: the episode and each model role's client."""
     protocol = protocol or load_protocol("tictactoe")
-    clients: dict[str, ReplayChatCompletionClient] = {}
-
-    def factory(role, spec):
-        clients[role] = ReplayChatCompletionClient(list(replies[role]))
-        return clients[role]
-
-    summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=factory, seed=seed)
-    (episode,) = read_transcripts(summary.path, strict=True)
-    assert episode.status == "ok", episode.error
+    episode, clients = await play_replayed(protocol, tmp_path, replies, seed=seed)
     return episode, clients
 
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 
 import pytest
-from autogen_ext.models.replay import ReplayChatCompletionClient
-
-from _games import assert_views_match_requests, load_error, sent
-from sparring.protocols import Judge, episode_views, parse_protocol, play, role_models
+from _games import assert_views_match_requests, load_error, play_replayed, sent
+from sparring.protocols import Judge, episode_views, parse_protocol
 from sparring.protocols._visibility import turn_context
 from sparring.trainer import build_dataset, load_rows
-from sparring.transcripts import read_transcripts
 
 COLUMNS = """
 name: columns
@@ -48,15 +45,7 @@ INCLUDE_INVALID = "training: {include_invalid: true}\n"
 
 async def _play(protocol, tmp_path, replies: dict[str, list[str]], seed: int = 0):
     """One episode (of seed ``seed``) on replay clients; the episode and each role's client."""
-    clients: dict[str, ReplayChatCompletionClient] = {}
-
-    def factory(role, spec):
-        clients[role] = ReplayChatCompletionClient(list(replies[role]))
-        return clients[role]
-
-    summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=factory, seed=seed)
-    (episode,) = read_transcripts(summary.path, strict=True)
-    assert episode.status == "ok", episode.error
+    episode, clients = await play_replayed(protocol, tmp_path, replies, seed=seed)
     assert_views_match_requests(protocol, episode, clients)
     return episode, clients
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 
 import pytest
-from autogen_ext.models.replay import ReplayChatCompletionClient
-
-from _games import assert_views_match_requests, load_error, sent
+from _games import assert_views_match_requests, load_error, play_replayed, sent
 from sparring.errors import ProtocolError
-from sparring.protocols import episode_views, parse_protocol, play, role_models
+from sparring.protocols import episode_views, parse_protocol, role_models
 from sparring.protocols._judges import Judge
 from sparring.trainer import build_dataset, load_rows
-from sparring.transcripts import read_transcripts
 
 HIGHER_LOWER = """
 name: higher_lower
@@ -82,15 +79,7 @@ schedule:
 
 async def _play(protocol, tmp_path, replies: dict[str, list[str]]):
     """One episode on replay clients; the episode, and the client of each role that got one."""
-    clients: dict[str, ReplayChatCompletionClient] = {}
-
-    def factory(role, spec):
-        clients[role] = ReplayChatCompletionClient(list(replies[role]))
-        return clients[role]
-
-    summary = await play(protocol, 1, tmp_path, role_models(protocol, "replay", {}), clients=factory)
-    (episode,) = read_transcripts(summary.path, strict=True)
-    assert episode.status == "ok", episode.error
+    episode, clients = await play_replayed(protocol, tmp_path, replies)
     assert_views_match_requests(protocol, episode, clients)
     return episode, clients
 

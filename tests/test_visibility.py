@@ -14,7 +14,7 @@ from autogen_core.models import AssistantMessage, UserMessage
 from autogen_ext.models.openai._openai_client import to_oai_type
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from _games import assert_views_match_requests, message_key, sent
+from _games import assert_views_match_requests, message_key, play_replayed, sent
 from sparring.errors import ProtocolError
 from sparring.protocols import episode_views, load_protocol, parse_protocol, play
 from sparring.protocols._visibility import speaker_label
@@ -60,15 +60,8 @@ schedule:
 
 async def _play(protocol, tmp_path):
     """Play one episode on replay clients; the episode and each role's client."""
-    clients: dict[str, ReplayChatCompletionClient] = {}
-
-    def factory(role, spec):
-        clients[role] = ReplayChatCompletionClient([f"{role} said {k}" for k in range(10)])
-        return clients[role]
-
-    summary = await play(protocol, 1, tmp_path, {r: "replay" for r in protocol.spec.roles}, clients=factory)
-    (episode,) = read_transcripts(summary.path, strict=True)
-    assert episode.status == "ok", episode.error
+    replies = {role: [f"{role} said {k}" for k in range(10)] for role in protocol.spec.roles}
+    episode, clients = await play_replayed(protocol, tmp_path, replies)
     assert_views_match_requests(protocol, episode, clients)
     return episode, clients
 
