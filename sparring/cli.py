@@ -212,7 +212,7 @@ def play(
     protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
     games: int = typer.Option(8, "--games", "-n", min=1, help="Episodes to play."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
-    role: List[str] = typer.Option([], "--role", help="ROLE=SPEC: a model for one role (repeatable)."),
+    role: List[str] = typer.Option([], "--role", help="ROLE=SPEC: a model for one role (repeatable); SEAT=SPEC in a protocol with seats."),
     out: Path = typer.Option(Path("runs/play"), "--out", "-o", help="Directory for transcripts.jsonl."),
     concurrency: int = typer.Option(32, min=1, help="Episodes in flight at once."),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same episode ids and variables."),

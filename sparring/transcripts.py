@@ -71,6 +71,7 @@ class TranscriptMessage(_Record):
     """One message of an episode; `token_ids`/`logprobs` only where the backend gave them."""
 
     role: str = Field(description="the role that spoke (or 'system'/'user' for prompts)")
+    seat: str | None = Field(None, description="protocols with seats: the seat the role played from (what others saw)")
     content: str = Field(description="the message text")
     turn: int = Field(0, description="the turn number, from 0")
     round: int = Field(0, description="the schedule round, from 0 (simultaneous speakers share one)")
@@ -99,10 +100,17 @@ class ProtocolRef(_Record):
 
 
 class Outcome(_Record):
-    """How an episode ended: the winning role (``None`` for a tie) and why."""
+    """How an episode ended: the winning role or team (``None`` for a tie) and why."""
 
-    winner: str | None = Field(None, description="the winning role; None for a tie")
+    winner: str | None = Field(None, description="the winning role or team; None for a tie")
     reason: str = Field(description="the stop or verdict reason, e.g. 'target word guessed'")
+    winners: list[str] | None = Field(None, description="when a team won: its roles (each one won)",
+                                      exclude_if=lambda value: value is None)  # records without teams stay as they were
+
+    @property
+    def winning_roles(self) -> list[str]:
+        """The roles that won: the team's (``winners``), else the winner alone, none for a tie."""
+        return list(self.winners) if self.winners is not None else [self.winner] if self.winner is not None else []
 
 
 class Episode(_Record):

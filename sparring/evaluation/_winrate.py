@@ -28,6 +28,7 @@ from typing import Any, Callable, Collection, Mapping
 from ..errors import ProtocolError
 from ..protocols import Protocol, load_protocol, play, role_models
 from ..protocols._play import TRANSCRIPTS, ClientFactory, spec_clients
+from ..protocols._seats import SEATS
 from ..transcripts import Episode, latest_by_id, read_transcripts
 from ._wilson import rate, wilson_interval
 
@@ -51,7 +52,7 @@ class Tally:
             self.errors += 1
         elif episode.outcome.winner is None:
             self.ties += 1
-        elif episode.outcome.winner in model_roles:
+        elif set(episode.outcome.winning_roles) & set(model_roles):
             self.wins += 1
         else:
             self.losses += 1
@@ -72,7 +73,8 @@ class WinRate:
         model (`str`), opponent (`str`), protocol (`str`): who played what.
         total (`Tally`): every game.
         by_role (`dict[str, Tally]`): the games of each role assignment, keyed by the role(s)
-            the model played (``"attacker"``, ``"defender"``).
+            the model played (``"attacker"``, ``"defender"``; in a protocol with seats, the roles
+            its seats played in each game, e.g. ``"spy"``, ``"citizen_a+spy"``).
         path (`Path | None`): the transcripts.
     """
 
@@ -165,6 +167,8 @@ async def eval_winrate(
 
     ``ceil(games/2)`` games put ``model`` in the protocol's first role and ``opponent`` in the
     others (an LLM judge, if any, uses its own model or else ``opponent``); the rest swap them.
+    In a protocol with seats, the halves split the seats the same way (``model`` in the first seat,
+    then in the others) and each game's seating decides the roles it played.
     Both halves play at once into ``out_dir/transcripts.jsonl``; the result is also written to
     ``out_dir/winrate.json``.
 
@@ -192,7 +196,8 @@ async def eval_winrate(
             already holds transcripts and ``resume`` is not set, or ``exclude`` leaves too few games.
     """
     loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    roles = loaded.spec.model_roles  # a scripted role (a referee, a board) plays no side
+    # a scripted role (a referee, a board) plays no side; with seats, models sit in seats
+    roles = list(loaded.spec.seats) or loaded.spec.model_roles
     if len(roles) < 2:
         raise ProtocolError(f"{loaded.name} has {len(roles)} role(s) played by a model ({roles}): a win rate needs "
                             "a protocol with two sides")
@@ -220,13 +225,19 @@ async def eval_winrate(
     await asyncio.gather(*runs)
     result = WinRate(model, opponent, loaded.name, path=path)
     latest = latest_by_id(read_transcripts(path))
-    for count, half_seed, _, model_roles in halves:
-        tally = result.by_role.setdefault("+".join(model_roles), Tally())
+    for count, half_seed, _, model_names in halves:
         for episode in _half(latest.values(), loaded.name, half_seed, count, exclude):
-            tally.add(episode, model_roles)
+            model_roles = _played(loaded, episode, model_names)
+            result.by_role.setdefault("+".join(model_roles), Tally()).add(episode, model_roles)
             result.total.add(episode, model_roles)
     (out_dir / WINRATE_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+def _played(protocol: Protocol, episode: Episode, names: list[str]) -> list[str]:
+    """The roles the model played in ``episode`` from ``names``: roles, or seats (their roles that episode)."""
+    seating = episode.variables.get(SEATS) if protocol.spec.seats else None
+    return sorted(seating.get(n, n) for n in names) if isinstance(seating, dict) else names
 
 
 def _half(episodes, name: str, seed: int, count: int, exclude: Mapping[str, Collection] | None) -> list[Episode]:

@@ -23,11 +23,14 @@ from ._judges import Judge, Outcome, Verdict
 from ._loader import Protocol
 from ._schedule import schedule_rounds
 from ._schema import LLMJudgeSpec, RoleSpec
+from ._seats import seat_of
 from ._state import initial_state, next_state
 from ._visibility import addressed_to, invalid_prompt, model_context, script_message, system_prompt, turn_prompt, valid_reply
 
 ClientFactory = Callable[[str, RoleSpec | LLMJudgeSpec], ChatCompletionClient]
-"""Makes the model client of one role (or the LLM judge) for one episode: ``factory(name, spec)``."""
+"""Makes the model client of one role (or the LLM judge) for one episode: ``factory(name, spec)``, ``name``
+being the role, or the seat it plays from in a protocol with seats (models sit in seats), and
+``spec`` the role's (the judge's) settings."""
 
 
 class EpisodeTeam:
@@ -69,7 +72,8 @@ class EpisodeTeam:
                                               lambda reply: judged.append((position, reply)))
 
         try:
-            rounds = schedule_rounds(self.protocol, lambda: self.judge.rule_context(self.variables, self.messages))
+            rounds = schedule_rounds(self.protocol, self.variables,
+                                     lambda: self.judge.rule_context(self.variables, self.messages))
             for round_number, (phase, speakers) in enumerate(rounds):
                 replies = await asyncio.gather(*(self._speak(role, round_number, phase) for role in speakers))
                 for reply in replies:
@@ -112,6 +116,8 @@ class EpisodeTeam:
         """
         spec = self.protocol.spec.roles[role]
         turn = {"role": role, "turn": len(self.messages), "round": round_number}
+        if self.protocol.spec.seats:
+            turn["seat"] = seat_of(self.protocol, self.variables, role)
         if spec.scripted:
             content = script_message(self.protocol, self.variables, role, round_number, self.messages, phase)
             return {**turn, "content": content, "scripted": True}

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, NamedTuple, Sequence
 
 from ..errors import JudgeError
+from ..transcripts import Outcome as OutcomeRecord
 from ._expressions import compile_expression, render
 from ._loader import Protocol
 from ._schema import LLMJudgeSpec, RuleSpec
-from ._state import current_state, with_states
+from ._state import current_state, rule_names, with_states
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Outcome:
     winner: str | None
     reason: str
     scores: Mapping[str, float] = field(default_factory=dict)
+
+    def record(self, protocol: Protocol) -> OutcomeRecord:
+        """The outcome as a transcript records it (a team's roles as ``winners``)."""
+        return OutcomeRecord(winner=self.winner, reason=self.reason, winners=protocol.spec.teams.get(self.winner))
 
 
 class Verdict(NamedTuple):
@@ -200,8 +205,8 @@ class Judge:
 
     def rewards(self, outcome: Outcome, variables: dict[str, Any], messages: Sequence[Mapping] = ()) -> dict[str, float]:
         """Each role's reward: the protocol's expressions (given ``winner``, ``reason``, the LLM judge's
-        ``scores``, the player ``messages`` and the final ``state``), else 1 to the winner, -1 to the
-        others, 0 on a tie."""
+        ``scores``, the player ``messages`` and the final ``state``), else 1 to the winner (each role of
+        a winning team), -1 to the others, 0 on a tie."""
         players = [m for m in messages if m["role"] in self.protocol.spec.roles]
         played = {"messages": players, "state": current_state(self.protocol, variables, players)} if self._rewards else {}
         rewards = {}
@@ -215,7 +220,8 @@ class Judge:
                                      f"({type(value).__name__}) for winner {outcome.winner!r}; a reward must be a number")
                 rewards[role] = float(value)
             else:
-                rewards[role] = 0.0 if outcome.winner is None else (1.0 if role == outcome.winner else -1.0)
+                won = role in self.protocol.spec.winning_roles(outcome.winner)
+                rewards[role] = 0.0 if outcome.winner is None else (1.0 if won else -1.0)
         return rewards
 
     def invalid_outcome(self, role: str) -> Outcome:
@@ -261,10 +267,7 @@ class Judge:
 
     def rule_context(self, variables: Mapping[str, Any], messages: list[dict]) -> dict[str, Any]:
         """The names rules see after the last of ``messages`` (the player messages so far; none at the start)."""
-        last = messages[-1] if messages else {"content": "", "role": None, "turn": 0, "round": 0}
-        return {**variables, "message": last["content"], "role": last["role"], "turn": last.get("turn", len(messages) - 1),
-                "round": last.get("round", 0), "messages": messages, "roles": list(self.protocol.spec.roles),
-                "state": current_state(self.protocol, variables, messages), "phase": last.get("phase")}
+        return rule_names(self.protocol, variables, messages, current_state(self.protocol, variables, messages))
 
     def _outcome(self, rule: RuleSpec, context: dict[str, Any], field: str) -> Outcome:
         """The outcome a rule gives: its ``winner`` (a role, or a template rendering one) and its ``reason`` (a template)."""
@@ -272,9 +275,11 @@ class Judge:
         if rule.computed_winner:
             rendered = render(winner, context, self.protocol.where(f"{field}.winner")).strip()
             winner = None if rendered.lower() in ("", "none", "null") else rendered
-            if winner is not None and winner not in self.protocol.spec.roles:
+            spec = self.protocol.spec
+            if winner is not None and winner not in spec.roles and winner not in spec.teams:
+                teams = f", teams are {sorted(spec.teams)}" if spec.teams else ""
                 raise JudgeError(f"{self.protocol.where(f'{field}.winner')}: {rule.winner!r} gave {rendered!r}, which is "
-                                 f"no role; roles are {sorted(self.protocol.spec.roles)} (or empty/none for a tie)")
+                                 f"no role; roles are {sorted(spec.roles)}{teams} (or empty/none for a tie)")
         reason = render(rule.reason, context, self.protocol.where(f"{field}.reason")) if "{" in rule.reason else rule.reason
         return Outcome(winner, reason)
 

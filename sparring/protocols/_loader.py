@@ -17,6 +17,7 @@ from jinja2 import nodes
 from ..errors import ProtocolError, SparringError
 from ._expressions import HELPERS, TemplateSyntaxError, compile_expression, parse, undeclared_names
 from ._schema import ProtocolSpec
+from ._seats import SEATS, SeatError, seating
 from ._state import initial_value
 from ._variables import VariableError, with_first_value
 
@@ -191,14 +192,48 @@ def _check_roles(spec: ProtocolSpec, root, where: str) -> None:
     references += [(("update", i, "roles", j), name) for i, u in enumerate(spec.update) for j, name in enumerate(u.roles or [])]
     if spec.judge.default.winner is not None and not spec.judge.default.computed_winner:
         references.append((("judge", "default", "winner"), spec.judge.default.winner))
+    references += [(("teams", team, i), name) for team, members in spec.teams.items() for i, name in enumerate(members)]
+    for team in spec.teams:
+        if team in spec.roles or team in spec.seats:
+            raise ProtocolError(f"{where}:{_line(root, ('teams', team))}: teams.{team}: {team!r} is already the name of "
+                                f"a {'role' if team in spec.roles else 'seat'}; give the team another name")
     for loc, name in references:
-        if name not in spec.roles:
+        also = spec.seats if loc[-1] == "first" or "order" in loc else spec.teams if loc[-1] == "winner" else {}
+        if name not in spec.roles and name not in also:
+            hint = f" (or a {'seat' if also is spec.seats else 'team'}: {list(also)})" if also else ""
             raise ProtocolError(f"{where}:{_line(root, loc)}: {'.'.join(map(str, loc))}: unknown role {name!r}; "
-                                f"roles are {sorted(spec.roles)}")
+                                f"roles are {sorted(spec.roles)}{hint}")
+    _check_seats(spec, root, where)
 
 
-_SEEN_BY_ROLES = frozenset({"role", "roles", "params", "turn", "round", "messages", "state", "phase"})
-_RULE_NAMES = frozenset({"role", "roles", "turn", "round", "message", "messages", "state", "phase"})
+def _check_seats(spec: ProtocolSpec, root, where: str) -> None:
+    """Seats are new names, one per role a model plays; a seat given as a plain name names such a role."""
+    if not spec.seats:
+        return
+    if "seats" in spec.variable_names[:-1]:
+        loc = ("variables", "seats") if "seats" in spec.variables else ("variables",)
+        raise ProtocolError(f"{where}:{_line(root, loc)}: variables: 'seats' is the seating of a protocol with "
+                            "`seats` (seat -> role); name the variable otherwise")
+    for seat, source in spec.seats.items():
+        prefix = f"{where}:{_line(root, ('seats', seat))}: seats.{seat}"
+        if seat in spec.roles or (spec.judge.llm is not None and seat == spec.judge.llm.role):
+            raise ProtocolError(f"{prefix}: {seat!r} is a role's name; seats and roles need different names "
+                                "(roles are parts, such as 'spy'; seats are places, such as 'p1')")
+        if "{" not in source and source not in spec.model_roles:
+            raise ProtocolError(f"{prefix}: {source!r} is no role played by a model; give one of {spec.model_roles} "
+                                "or a template rendering one")
+    for name, role in spec.roles.items():
+        if role.model is not None:
+            raise ProtocolError(f"{where}:{_line(root, ('roles', name, 'model'))}: roles.{name}.model: in a protocol "
+                                "with seats, models sit in seats, not roles (the role a seat plays is drawn per "
+                                "episode): give them per seat, --role SEAT=SPEC")
+    if len(spec.seats) != len(spec.model_roles):
+        raise ProtocolError(f"{where}:{_line(root, ('seats',))}: seats: {len(spec.seats)} seat(s) for "
+                            f"{len(spec.model_roles)} role(s) played by a model {spec.model_roles}; give one seat per role")
+
+
+_SEEN_BY_ROLES = frozenset({"role", "seat", "roles", "params", "turn", "round", "messages", "state", "phase"})
+_RULE_NAMES = frozenset({"role", "seat", "roles", "turn", "round", "message", "messages", "state", "phase"})
 PROVIDED: dict[str, frozenset[str]] = {
     "system": _SEEN_BY_ROLES,
     "prompt": _SEEN_BY_ROLES,
@@ -244,6 +279,7 @@ def _fields(spec: ProtocolSpec) -> list[tuple[tuple, str, str, str | None]]:
         fields += [(("update", i, "when"), update.when, "update", None)] if update.when is not None else []
         fields += [(("update", i, "set", key), source, "update", None) for key, source in update.set.items()]
     fields += [(("rewards", role), expr, "reward", role) for role, expr in spec.rewards.items()]
+    fields += [(("seats", seat), source, "initial", None) for seat, source in spec.seats.items() if "{" in source]
     if spec.judge.llm is not None:
         fields += [(("judge", "llm", "system"), spec.judge.llm.system, "judge", None),
                    (("judge", "llm", "prompt"), spec.judge.llm.prompt, "judge", None)]
@@ -342,6 +378,12 @@ def _check_values(protocol: Protocol, root, where: str) -> None:
             raise ProtocolError(f"{where}:{_line(root, error.loc)}: {error}") from error
     if sample is None:
         return  # a Hugging Face dataset: read when a run starts, so rewards cannot be tried here
+    if spec.seats:
+        try:
+            sample[SEATS] = seating(protocol, sample)
+        except SeatError as error:
+            raise ProtocolError(f"{where}:{_line(root, ('seats', error.seat))}: seats.{error.seat}: {error.detail} "
+                                "(on a sample episode)") from error
     state = {}
     for key in spec.state:
         try:
@@ -350,7 +392,7 @@ def _check_values(protocol: Protocol, root, where: str) -> None:
             raise ProtocolError(f"{where}:{_line(root, ('state', key))}: state.{key}: fails on a sample episode: "
                                 f"{getattr(error, 'detail', error)}") from error
     rules = [*spec.judge.rules, *spec.judge.final, spec.judge.default]
-    winners = [*spec.roles, None]
+    winners = [*spec.roles, *spec.teams, None]
     outcomes = {(winner, rule.reason, ()) for rule in rules for winner in (winners if rule.computed_winner else [rule.winner])}
     outcomes |= {(role.on_invalid.winner, role.on_invalid.reason, ()) for role in spec.roles.values() if role.valid}
     if spec.judge.llm is not None:  # a deciding verdict comes with every score; other outcomes with none

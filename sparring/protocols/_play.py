@@ -12,10 +12,10 @@ from typing import Any, Callable, Collection, Mapping
 
 from ..errors import ProtocolError, SparringError
 from ..transcripts import Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id
-from ..transcripts import Outcome as OutcomeRecord
 from ._episode import ClientFactory, EpisodeTeam
 from ._judges import Judge
 from ._loader import Protocol
+from ._seats import seat_of
 from ._variables import VariableSampler
 
 TRANSCRIPTS = "transcripts.jsonl"
@@ -56,21 +56,32 @@ class PlaySummary:
 
 
 def role_models(protocol: Protocol, default: str, overrides: dict[str, str]) -> dict[str, str]:
-    """The model spec of each role: ``--role ROLE=SPEC``, else the protocol's, else the run's default.
+    """The model spec of each role (of each seat, in a protocol with seats): ``--role NAME=SPEC``,
+    else the protocol's, else the run's default.
 
-    A scripted role has no model: it gets no spec, and naming it in ``overrides`` is an error.
+    A scripted role has no model: it gets no spec, and naming it in ``overrides`` is an error. In a
+    protocol with seats, models sit in seats (a seat's role changes between episodes), so
+    ``overrides`` name seats; a role's own ``model`` does not apply.
     """
-    unknown = set(overrides) - set(protocol.spec.roles)
+    spec = protocol.spec
+    names = spec.seats or spec.roles
+    unknown = set(overrides) - set(names) - ({spec.judge.llm.role} if spec.judge.llm else set())
     if unknown:
-        raise ProtocolError(f"--role {sorted(unknown)[0]}=...: {protocol.name} has no such role; "
-                            f"its roles are {sorted(protocol.spec.roles)}")
-    scripted = sorted(name for name in overrides if protocol.spec.roles[name].scripted)
+        name = sorted(unknown)[0]
+        if spec.seats and name in spec.roles:
+            raise ProtocolError(f"--role {name}=...: in {protocol.name} models sit in seats, and the role each seat "
+                                f"plays is drawn per episode; name a seat: {list(spec.seats)}")
+        raise ProtocolError(f"--role {name}=...: {protocol.name} has no such {'seat' if spec.seats else 'role'}; "
+                            f"its {'seats' if spec.seats else 'roles'} are {sorted(names)}")
+    scripted = sorted(name for name in overrides if name in spec.roles and spec.roles[name].scripted)
     if scripted:
         raise ProtocolError(f"--role {scripted[0]}=...: {scripted[0]!r} is a scripted role of {protocol.name} (its "
                             "messages are its script): it has no model")
-    models = {name: overrides.get(name) or role.model or default
-              for name, role in protocol.spec.roles.items() if not role.scripted}
-    llm = protocol.spec.judge.llm
+    if spec.seats:
+        models = {seat: overrides.get(seat) or default for seat in spec.seats}
+    else:
+        models = {name: overrides.get(name) or role.model or default for name, role in spec.roles.items() if not role.scripted}
+    llm = spec.judge.llm
     if llm is not None:
         models[llm.role] = overrides.get(llm.role) or llm.model or default
     return models
@@ -110,7 +121,8 @@ async def play(
         protocol (`Protocol`): what to play.
         games (`int`): episodes in the run (with ``resume``, those already written count).
         out_dir (`Path`): where the transcripts go.
-        models (`dict[str, str]`): role -> model spec, written to each transcript.
+        models (`dict[str, str]`): role -> model spec (seat -> spec in a protocol with seats; see
+            `role_models`); each transcript records its roles' specs.
         clients: role client factory (default: `spec_clients(models)`); tests pass replay clients.
         concurrency (`int`, defaults to 32): episodes in flight at once.
         seed (`int`, defaults to 0): episode ``i`` of a seed always gets the same id and variables.
@@ -201,10 +213,12 @@ async def play_episode(protocol, index, seed, sampler, judge, models, clients) -
     team, variables = None, {}
     try:
         variables = sampler.sample(index)
-        team = EpisodeTeam(protocol, variables, {r: clients(r, s) for r, s in _speakers(protocol).items()}, judge)
+        seated = {r: seat_of(protocol, variables, r) for r in _speakers(protocol)}  # the name each model sits under
+        team = EpisodeTeam(protocol, variables, {r: clients(seated[r], s) for r, s in _speakers(protocol).items()}, judge)
+        models = {r: models[seat] for r, seat in seated.items() if seat in models}  # recorded per role, as always
         outcome = await team.run()
         rewards, status, error = judge.rewards(outcome, variables, team.messages), "ok", None
-        outcome_record = OutcomeRecord(winner=outcome.winner, reason=outcome.reason)
+        outcome_record = outcome.record(protocol)
     except Exception as failure:  # noqa: BLE001 - one bad episode (a rule, a backend, a bug) never stops a run
         outcome_record, rewards, status, error = None, {}, "error", error_line(failure)
     messages = team.messages if team is not None else []

@@ -19,7 +19,6 @@ from typing import IO
 
 from ..errors import SparringError, TranscriptError
 from ..transcripts import ProtocolRef, latest_by_id, read_transcripts
-from ..transcripts import Outcome as OutcomeRecord
 from ._judges import Judge
 from ._loader import Protocol
 from ._play import PlaySummary
@@ -107,7 +106,7 @@ def rejudge(
                 try:
                     messages = with_states(protocol, episode.variables, messages)
                     outcome, _ = judge.judge(episode.variables, messages)
-                    update = {"outcome": OutcomeRecord(winner=outcome.winner, reason=outcome.reason),
+                    update = {"outcome": outcome.record(protocol),
                               "rewards": judge.rewards(outcome, episode.variables, messages)}
                 except SparringError as error:
                     summary.failures.append(f"{episode.id}: {error}")

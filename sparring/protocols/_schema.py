@@ -132,7 +132,7 @@ class SamplingSpec(_Strict):
 class OnInvalidSpec(_Strict):
     """The outcome of an episode whose role ran out of retries on invalid messages."""
 
-    winner: str | None = Field(None, description="The winning role (none for a tie).")
+    winner: str | None = Field(None, description="The winning role or team (none for a tie).")
     reason: str = Field("invalid move", description="Written to the transcript's outcome.")
 
 
@@ -292,7 +292,7 @@ class RuleSpec(_Strict):
     """A judging rule: when its expression is true, the episode has this outcome."""
 
     when: str = Field(description="Sandboxed Jinja2 expression over the episode, e.g. `mentions(message, target)`.")
-    winner: str | None = Field(None, description="The winning role (none for a tie), or a Jinja2 template that "
+    winner: str | None = Field(None, description="The winning role or team (none for a tie), or a Jinja2 template that "
                                "renders one (e.g. `{{ messages[-1].role }}`; empty or 'none' for a tie).")
     reason: str = Field(description="Why: written to the transcript's outcome; a Jinja2 template over the rule's names.")
     roles: list[str] | None = Field(None, description="Only after messages of these roles (default: every role).")
@@ -315,7 +315,7 @@ class UpdateSpec(_Strict):
 class VerdictSpec(_Strict):
     """What one verdict of an LLM judge means: an outcome, or (``decides: false``) no decision."""
 
-    winner: str | None = Field(None, description="The winning role (none for a tie).")
+    winner: str | None = Field(None, description="The winning role or team (none for a tie).")
     reason: str | None = Field(None, description="Why: written to the transcript's outcome; required when it decides.")
     decides: bool = Field(
         True, description="false: no decision (e.g. 'continue'): play goes on, or at the end the next in line decides."
@@ -432,6 +432,15 @@ class ProtocolSpec(_Strict):
         True, description="End the episode at the first deciding message; false: play the whole schedule, and "
         "no message decides it (only the hook, final rules, the LLM judge at the end or default).",
     )
+    seats: dict[str, str] = Field(
+        default_factory=dict, description="Seat name -> the role it plays in an episode: a role name or a Jinja2 "
+        "template over the variables rendering one (every model role exactly once). Models are given per seat, "
+        "other players see a message's seat, and templates read `seats` (seat -> role) and `seat`.",
+    )
+    teams: dict[str, list[str]] = Field(
+        default_factory=dict, description="Team name -> its roles: a winner (of a rule, a verdict, an on_invalid) "
+        "may name a team, and then each of its roles wins (default rewards, win rates, imitation rows).",
+    )
     max_total_tokens: int | None = Field(None, ge=1, description="End the episode once its messages used this many tokens.")
     speaker_label: str | None = Field(
         None, description="Jinja2 template over `speaker` put before each message of another role a model is handed, "
@@ -447,10 +456,23 @@ class ProtocolSpec(_Strict):
         """The roles a model plays (every role but the scripted ones), in file order."""
         return [name for name, role in self.roles.items() if not role.scripted]
 
+    def winning_roles(self, winner: str | None) -> list[str]:
+        """The roles that win when ``winner`` (a role, a team, or None for a tie) wins.
+
+        Example:
+            >>> spec = ProtocolSpec(name="g", roles={"a": {"system": "A"}, "b": {"system": "B"}},
+            ...                     schedule={"order": ["a", "b"]}, teams={"both": ["a", "b"]})
+            >>> spec.winning_roles("both"), spec.winning_roles("a"), spec.winning_roles(None)
+            (['a', 'b'], ['a'], [])
+        """
+        return [] if winner is None else list(self.teams.get(winner, [winner]))
+
     @property
     def variable_names(self) -> list[str]:
-        """Every variable name the protocol defines, in file order: each variable, then the names it unpacks."""
-        return [n for name, variable in self.variables.items() for n in (name, *(variable.unpack or ()))]
+        """Every variable name the protocol defines, in file order: each variable, then the names it unpacks
+        (and ``seats``, the seating drawn from them, when the protocol has seats)."""
+        names = [n for name, variable in self.variables.items() for n in (name, *(variable.unpack or ()))]
+        return [*names, "seats"] if self.seats else names
 
     @field_validator("speaker_label")
     @classmethod

@@ -54,6 +54,16 @@ def initial_value(protocol: "Protocol", key: str, variables: Mapping[str, Any]) 
     return json_value(value, where)
 
 
+def rule_names(protocol: "Protocol", variables: Mapping[str, Any], messages: Sequence[Mapping[str, Any]],
+               state: Mapping[str, Any]) -> dict[str, Any]:
+    """The names rules, updates and ``next``/``until`` see after the last of ``messages`` (the player
+    messages so far; none at the start), ``state`` being the game state they see."""
+    last = messages[-1] if messages else {"content": "", "role": None, "turn": 0, "round": 0}
+    return {**variables, "message": last["content"], "role": last["role"], "seat": last.get("seat") or last["role"],
+            "turn": last.get("turn", len(messages) - 1), "round": last.get("round", 0), "messages": list(messages),
+            "roles": list(protocol.spec.roles), "state": state, "phase": last.get("phase")}
+
+
 def next_state(protocol: "Protocol", state: Mapping[str, Any], variables: Mapping[str, Any],
                messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The state after the last of ``messages`` (the player messages so far), from the ``state`` before it.
@@ -65,9 +75,7 @@ def next_state(protocol: "Protocol", state: Mapping[str, Any], variables: Mappin
         `ExpressionError`: an expression fails; `JudgeError`: a value cannot be written to a transcript.
     """
     last = messages[-1]
-    context = {**variables, "message": last["content"], "role": last["role"], "turn": last.get("turn", len(messages) - 1),
-               "round": last.get("round", 0), "messages": list(messages), "roles": list(protocol.spec.roles),
-               "phase": last.get("phase")}
+    context = rule_names(protocol, variables, messages, state)
     current = dict(state)
     for index, update in enumerate(protocol.spec.update):
         if update.roles is not None and last["role"] not in update.roles:

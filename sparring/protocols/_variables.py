@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ProtocolError, SparringError
 from ._expressions import HELPERS, compile_expression, undeclared_names
 from ._questions import load_questions
+from ._seats import SEATS, seating
 from ._schema import VariableSpec
 from ._state import json_value
 from ._taboo import load_taboo_words
@@ -56,7 +57,7 @@ class VariableSampler:
     """
 
     def __init__(self, protocol: "Protocol", overrides: dict[str, Any] | None = None, seed: int = 0):
-        self.seed = seed
+        self.seed, self._protocol = seed, protocol
         self._fixed = dict(overrides or {})
         names = protocol.spec.variable_names
         unknown = set(self._fixed) - set(names)
@@ -67,6 +68,8 @@ class VariableSampler:
         for variable in self._variables:
             if variable.name in self._fixed:
                 variable.unpacked(self._fixed[variable.name], "the --set value")
+        if SEATS in self._fixed:
+            seating(protocol, {}, self._fixed[SEATS])
 
     def sample(self, index: int) -> dict[str, Any]:
         """The variables of episode ``index``: a fresh copy, so nothing one episode does reaches another.
@@ -80,6 +83,8 @@ class VariableSampler:
             name = variable.name
             values[name] = self._fixed[name] if name in self._fixed else variable.value(values, index, rng)
             values.update({n: self._fixed.get(n, v) for n, v in variable.unpacked(values[name]).items()})
+        if self._protocol.spec.seats:
+            values[SEATS] = seating(self._protocol, values, self._fixed.get(SEATS))
         return copy.deepcopy(values)
 
 

@@ -12,7 +12,8 @@ gets, after its system prompt, these messages (see `model_context`) and then its
 (`turn_prompt`); its templates' ``messages`` are the same messages (`turn_context`).
 
 Messages are mappings as the engine keeps them: ``role``, ``content``, ``round`` and, for a turn
-that was handed one, ``prompt``; ``scripted``, ``invalid`` and ``attempts`` where they apply. A
+that was handed one, ``prompt``; ``scripted``, ``invalid``, ``attempts`` and ``seat`` (protocols
+with seats: other models know the author by it) where they apply. A
 role's rejected replies (``attempts``) reach only its own model, during the turn they were
 rejected in: never another role, never a later turn (see `EpisodeTeam._speak`).
 """
@@ -27,6 +28,7 @@ from autogen_core.models import AssistantMessage, LLMMessage, UserMessage
 from ..errors import JudgeError
 from ._expressions import compile_expression, render
 from ._loader import Protocol
+from ._seats import seat_of
 from ._state import current_state
 
 DEFAULT_LABEL = "{{ speaker }}: "
@@ -98,8 +100,10 @@ def speaker_label(protocol: Protocol | None, role: str, speaker: str) -> str:
         return ""
     template = protocol.spec.speaker_label
     if template is None:
-        sees = protocol.spec.roles[role].sees
-        others = {r for r in protocol.spec.schedule.order if r != role and (sees == "all" or r in sees)}
+        spec = protocol.spec
+        sees = spec.roles[role].sees
+        speakers = {r for n in spec.schedule.order for r in (spec.model_roles if n in spec.seats else [n])}
+        others = {r for r in speakers if r != role and (sees == "all" or r in sees)}
         template = DEFAULT_LABEL if len(others) > 1 else ""
     return render(template, {"speaker": speaker}, where=protocol.where("speaker_label")) if template else ""
 
@@ -119,14 +123,15 @@ def model_context(protocol: Protocol | None, role: str, messages: Sequence[Mappi
     for i in seen(protocol, role, messages, round_number):
         message = messages[i]
         author = message["role"]
+        name = message.get("seat") or author  # in a protocol with seats, players know each other by seat
         if author == role:
             if keep_prompts and message.get("prompt") is not None:
                 context.append(UserMessage(content=message["prompt"], source="user"))
             context.append(AssistantMessage(content=message["content"], source=role))
         else:
-            if author not in labels:
-                labels[author] = speaker_label(protocol, role, author)
-            context.append(UserMessage(content=labels[author] + message["content"], source=author))
+            if name not in labels:
+                labels[name] = speaker_label(protocol, role, name)
+            context.append(UserMessage(content=labels[name] + message["content"], source=name))
     return context
 
 
@@ -141,12 +146,13 @@ def turn_context(protocol: Protocol, variables: dict[str, Any], role: str, round
                  messages: Sequence[Mapping[str, Any]] = (), phase: str | None = None) -> dict[str, Any]:
     """The names ``role``'s templates see at its turn in ``round_number``, ``messages`` being the episode's so far.
 
-    The variables, ``role``, ``roles``, ``params``, ``round``, ``turn`` (messages posted before the
+    The variables, ``role``, ``seat`` (the seat it plays from; the role itself without seats), ``roles``, ``params``, ``round``, ``turn`` (messages posted before the
     turn, or its simultaneous round, started), ``messages``: the ones it sees (`seen`), and ``state``:
     the game state after the episode's messages so far (the state is public to every role), and
     ``phase``: the name of the schedule phase the turn is in (none outside phases).
     """
-    return {**variables, "role": role, "roles": list(protocol.spec.roles), "params": role_params(protocol, variables, role),
+    return {**variables, "role": role, "seat": seat_of(protocol, variables, role), "roles": list(protocol.spec.roles),
+            "params": role_params(protocol, variables, role),
             "round": round_number, "turn": len(messages),
             "messages": [{k: v for k, v in messages[i].items() if k != "attempts"}  # rejected replies: no one's
                          for i in seen(protocol, role, messages, round_number)],

@@ -160,7 +160,7 @@ def _imitation(episodes, protocols, drops, roles, summary) -> list[dict]:
         if reason is not None:
             dropped[reason] += 1
             continue
-        chosen = set(roles) if roles is not None else {episode.outcome.winner}
+        chosen = set(roles) if roles is not None else set(episode.outcome.winning_roles)
         views = protocols.views(episode, dropped)
         if views is None:
             continue

@@ -64,7 +64,7 @@ def drop_reason(episode: Episode, drop_reasons: Iterable[str] = ()) -> str | Non
         return episode.outcome.reason
     if episode.outcome.winner is None:
         return "tie"
-    if not any(m.role == episode.outcome.winner for m in episode.messages):
+    if not any(m.role in episode.outcome.winning_roles for m in episode.messages):
         return "winner did not speak"
     return None
 
@@ -107,20 +107,21 @@ def spag_rewards(
     """
     drop_reasons = set(drop_reasons)
     result = RewardAssignment()
-    games: list[tuple[Episode, str]] = []
+    games: list[tuple[Episode, list[str]]] = []
     for episode in episodes:
         reason = drop_reason(episode, drop_reasons)
         if reason is not None:
             result.dropped[reason] += 1
             continue
-        games.append((episode, episode.outcome.winner))
-        result.wins[episode.outcome.winner] += 1
+        games.append((episode, episode.outcome.winning_roles))  # a winning team: each of its roles won
+        result.wins.update(episode.outcome.winning_roles)
     result.games_used = len(games)
     result.weights = {role: result.games_used / (2 * wins) for role, wins in result.wins.items()}
-    for episode, winner in games:
-        indices = [i for i, m in enumerate(episode.messages) if m.role == winner]
-        for index, reward in zip(indices, turn_rewards(len(indices), decay)):
-            result.samples.append(TurnReward(episode.id, index, winner, reward, result.weights[winner]))
+    for episode, winners in games:
+        for winner in winners:
+            indices = [i for i, m in enumerate(episode.messages) if m.role == winner]
+            for index, reward in zip(indices, turn_rewards(len(indices), decay)):
+                result.samples.append(TurnReward(episode.id, index, winner, reward, result.weights[winner]))
     return result
 
 
