@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from sparring.agents._engine import Engine, SamplingParams
+from sparring.agents._engine import Engine
+from sparring.agents._engine_base import SamplingParams
 from sparring.agents._loading import best_dtype, load_model
 
 TOPICS = ["the sea", "a lost key", "winter in a city", "why bees dance", "a robot learning to paint",

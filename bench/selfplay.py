@@ -1,14 +1,21 @@
-"""Self-play throughput: whole games of Adversarial Taboo through the stack against lockstep `generate`.
+"""Self-play throughput: whole games of Adversarial Taboo through the stack, on the raw OpenVINO
+GenAI pipeline, and with lockstep `generate`.
 
 Measures, in one run, on the same target words (the built-in `adversarial_taboo`'s
-`VariableSampler` with the same seed), the same model and dtype (`best_dtype()`, the engine's own
-weights), the same sampling (each role's temperature and top_p from the protocol, its max_tokens
-overridden to --max-tokens) and the same rules (`Judge.after_message` after every message, a game
-ends when decided or after the schedule's 10 messages):
+`VariableSampler` with the same seed), the same model, the same sampling (each role's temperature
+and top_p from the protocol, its max_tokens overridden to --max-tokens) and the same rules
+(`Judge.after_message` after every message, a game ends when decided or after the schedule's 10
+messages):
 
   stack     `play()` of N games with concurrency N through the whole stack: protocol YAML ->
-            AutoGen `AssistantAgent`s -> the embedded engine (continuous batching), transcripts
-            written to a temporary directory. Each game advances as soon as its own reply is done.
+            AutoGen `AssistantAgent`s -> the embedded engine (`get_engine`: OpenVINO GenAI on a
+            CPU, continuous batching), transcripts written to a temporary directory. Each game
+            advances as soon as its own reply is done.
+  openvino  the same N games straight on an OpenVINO GenAI `ContinuousBatchingPipeline` built as
+            the engine builds its own (`build_pipeline`: same IR, precision, KV cache, scheduler;
+            `generation_config`: same settings per request), with no AutoGen and no protocol
+            engine: the prompts rendered as lockstep renders them, each game's next request added
+            when its reply ends, `step()` in a loop. (Only with the OpenVINO engine.)
   lockstep  the same N games played the simple way one would batch SPAG's data collection: every
             live game advances one turn per static, left-padded `model.generate` call over all
             live games (do_sample, same temperature/top_p, max_new_tokens, pad_token_id), so each
@@ -19,13 +26,15 @@ ends when decided or after the schedule's 10 messages):
             `prompt` messages), then the role's `prompt` for this turn, if it has one, through
             the tokenizer's chat template.
 
-Both paths use the one loaded model (the engine's), one after the other, never at once; each
-is warmed up untimed first. Timings are wall-clock over all N games. Only useful tokens count:
-each reply up to its end of sequence. The outcome reasons show both paths played real games.
+Lockstep runs on transformers (`load_model`, `best_dtype()`), the two others on OpenVINO. The
+paths run one after another, never at once; each is warmed up untimed first. Timings are
+wall-clock over all N games. Only useful tokens count: each reply up to its end of sequence. The
+outcome reasons show every path played real games.
 
 Usage: python bench/selfplay.py [--games 32] [--max-tokens 48] [--model hf:smollm2-135m] [--seed 0]
-                                [--order stack,lockstep]
-Last line: selfplay_games_per_min=<stack games/min> speedup_vs_lockstep=<stack games/min / lockstep games/min>
+                                [--order stack,openvino,lockstep]
+Last line: selfplay_games_per_min=<stack games/min> speedup_vs_lockstep=<stack / lockstep games/min>
+           ratio_vs_openvino=<stack / openvino games/min>
 """
 
 from __future__ import annotations
@@ -41,8 +50,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from sparring.agents._loading import best_dtype, get_engine
-from sparring.agents._engine import SamplingParams
+from sparring.agents._engine_base import BaseEngine, Request, SamplingParams, encode_chat
+from sparring.agents._loading import best_dtype, get_engine, load_model
 from sparring.protocols import Judge, Protocol, load_protocol, parse_protocol, play, role_models
 from sparring.protocols._expressions import render
 from sparring.protocols._variables import VariableSampler
@@ -142,10 +151,20 @@ def speakers(protocol: Protocol) -> list[str]:
     return list(schedule.order) * schedule.rounds
 
 
-def batched_generate(engine, prompts: list[list[int]], sampling: SamplingParams) -> list[list[int]]:
+class Lockstep:
+    """The transformers model lockstep plays on, with what its static `generate` calls need."""
+
+    def __init__(self, model: str):
+        self.model, self.tokenizer = load_model(model, dtype=best_dtype())
+        configured = self.model.generation_config.eos_token_id
+        self.eos_ids = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+        self.eos_ids.discard(None)
+
+
+def batched_generate(lock: Lockstep, prompts: list[list[int]], sampling: SamplingParams) -> list[list[int]]:
     """One static `generate` over left-padded prompts; each reply's token ids up to its end of sequence."""
-    eos = sorted(engine.eos_ids)
-    pad = engine.tokenizer.pad_token_id if engine.tokenizer.pad_token_id is not None else eos[0]
+    eos = sorted(lock.eos_ids)
+    pad = lock.tokenizer.pad_token_id if lock.tokenizer.pad_token_id is not None else eos[0]
     width = max(len(p) for p in prompts)
     input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -154,46 +173,29 @@ def batched_generate(engine, prompts: list[list[int]], sampling: SamplingParams)
         attention_mask[row, width - len(ids):] = 1
     sample = sampling.temperature > 0
     with torch.inference_mode():
-        out = engine.model.generate(
-            input_ids=input_ids.to(engine.model.device), attention_mask=attention_mask.to(engine.model.device),
+        out = lock.model.generate(
+            input_ids=input_ids.to(lock.model.device), attention_mask=attention_mask.to(lock.model.device),
             do_sample=sample, temperature=sampling.temperature if sample else None,
-            top_p=sampling.top_p if sample else None, top_k=0 if sample else None,  # no top-k: the engine has none
+            top_p=sampling.top_p if sample else None, top_k=0 if sample else None,  # no top-k: the engines have none
             max_new_tokens=sampling.max_tokens, pad_token_id=pad, eos_token_id=eos,
         )
     replies = []
     for row in out[:, width:].tolist():
-        end = next((i for i, token in enumerate(row) if token in engine.eos_ids), len(row))
+        end = next((i for i, token in enumerate(row) if token in lock.eos_ids), len(row))
         replies.append(row[:end])
     return replies
 
 
-def run_lockstep(protocol: Protocol, games: int, engine, seed: int) -> Result:
-    result = Result("lockstep")
-    sampler, judge = VariableSampler(protocol, None, seed), Judge(protocol)
-    roles = protocol.spec.roles
-    sampling = {name: SamplingParams(**{**{"temperature": 0.7, "top_p": 1.0}, **role.sampling.settings(), "stop": ()})
-                for name, role in roles.items()}
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    played = [Game(protocol, sampler.sample(i)) for i in range(games)]
-    live = list(played)
-    for round_number, role in enumerate(speakers(protocol)):
-        if not live:
-            break
-        prompts = [engine.encode_chat(game.chat_for(role, round_number)) for game in live]
-        replies = batched_generate(engine, prompts, sampling[role])
-        result.calls += 1
-        still = []
-        for game, ids in zip(live, replies):
-            result.tokens += len(ids)
-            game.add(role, round_number, engine.tokenizer.decode(ids, skip_special_tokens=True))
-            game.outcome = judge.after_message(game.variables, game.messages)
-            if game.outcome is None or not protocol.spec.stop_on_outcome:
-                still.append(game)
-        live = still
+def role_sampling(protocol: Protocol) -> dict[str, SamplingParams]:
+    """Each role's sampling settings, as the stack's clients send them (no stop strings in this protocol)."""
+    return {name: SamplingParams(**{**{"temperature": 0.7, "top_p": 1.0}, **role.sampling.settings(), "stop": ()})
+            for name, role in protocol.spec.roles.items()}
+
+
+def finish(result: Result, protocol: Protocol, played: list, judge) -> Result:
+    """Judge the games no message decided; count what was played."""
     for game in played:
         game.outcome = game.outcome or judge.final(game.variables, game.messages)
-    result.seconds = time.perf_counter() - start
     result.games = len(played)
     result.messages = sum(len(g.messages) for g in played)
     result.reasons = Counter(g.outcome.reason for g in played)
@@ -201,13 +203,93 @@ def run_lockstep(protocol: Protocol, games: int, engine, seed: int) -> Result:
     return result
 
 
+def run_lockstep(protocol: Protocol, games: int, lock: Lockstep, seed: int) -> Result:
+    result = Result("lockstep")
+    sampler, judge = VariableSampler(protocol, None, seed), Judge(protocol)
+    sampling = role_sampling(protocol)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    played = [Game(protocol, sampler.sample(i)) for i in range(games)]
+    live = list(played)
+    for round_number, role in enumerate(speakers(protocol)):
+        if not live:
+            break
+        prompts = [encode_chat(lock.tokenizer, game.chat_for(role, round_number)) for game in live]
+        replies = batched_generate(lock, prompts, sampling[role])
+        result.calls += 1
+        still = []
+        for game, ids in zip(live, replies):
+            result.tokens += len(ids)
+            game.add(role, round_number, lock.tokenizer.decode(ids, skip_special_tokens=True))
+            game.outcome = judge.after_message(game.variables, game.messages)
+            if game.outcome is None or not protocol.spec.stop_on_outcome:
+                still.append(game)
+        live = still
+    result.seconds = time.perf_counter() - start
+    return finish(result, protocol, played, judge)
+
+
+# ----- raw OpenVINO GenAI ------------------------------------------------------------------------
+def raw_pipeline(model: str, games: int):
+    """A pipeline of the engine's model built as the engine builds its own."""
+    from sparring.agents._openvino import build_pipeline
+    from sparring.agents._openvino_export import openvino_model_dir
+    from sparring.agents._spec import ModelSpec, resolve_model_dir
+
+    return build_pipeline(openvino_model_dir(resolve_model_dir(ModelSpec.parse(model).model)), model,
+                          max_batch=max(64, games))
+
+
+def run_openvino(protocol: Protocol, games: int, engine: BaseEngine, pipe, seed: int) -> Result:
+    import numpy as np
+    import openvino
+    from sparring.agents._openvino import generation_config
+
+    result = Result("openvino")
+    sampler, judge = VariableSampler(protocol, None, seed), Judge(protocol)
+    sampling, order = role_sampling(protocol), speakers(protocol)
+    running = __import__("openvino_genai").GenerationStatus.RUNNING
+    start = time.perf_counter()
+    played = [Game(protocol, sampler.sample(i)) for i in range(games)]
+    turns = [0] * games
+    handles: dict[int, object] = {}
+    next_id = iter(range(10**9))
+
+    def submit(index: int) -> None:
+        role = order[turns[index]]
+        ids = encode_chat(engine.tokenizer, played[index].chat_for(role, turns[index]))
+        config = generation_config(Request(ids, sampling[role], None), engine.eos_ids, engine.max_positions)
+        handles[index] = pipe.add_request(next(next_id), openvino.Tensor(np.array([ids], dtype=np.int64)), config)
+
+    for index in range(games):
+        submit(index)
+    while handles:
+        pipe.step()
+        for index, handle in list(handles.items()):
+            if handle.get_status() == running:
+                continue
+            ids = [t for t in handle.read_all()[0].generated_ids if t not in engine.eos_ids]
+            del handles[index]
+            result.tokens += len(ids)
+            game = played[index]
+            game.add(order[turns[index]], turns[index], engine.tokenizer.decode(ids, skip_special_tokens=True))
+            game.outcome = judge.after_message(game.variables, game.messages)
+            turns[index] += 1
+            if (game.outcome is None or not protocol.spec.stop_on_outcome) and turns[index] < len(order):
+                submit(index)
+    result.seconds = time.perf_counter() - start
+    return finish(result, protocol, played, judge)
+
+
 # ----- main --------------------------------------------------------------------------------------
-def warm_up(engine, protocol: Protocol) -> None:
-    """Untimed: one engine request and one small `generate`, so neither path pays first-call costs."""
+def warm_up(engine: BaseEngine, lock: Lockstep, protocol: Protocol, pipe) -> None:
+    """Untimed: one request on each path, so none pays first-call costs."""
     chat = Game(protocol, VariableSampler(protocol, None, 0).sample(0)).chat_for("attacker", 0)
     ids = engine.encode_chat(chat)
     asyncio.run(engine.generate(ids, SamplingParams(max_tokens=4)))
-    batched_generate(engine, [ids, ids[:-8]], SamplingParams(max_tokens=4))
+    batched_generate(lock, [ids, ids[:-8]], SamplingParams(max_tokens=4))
+    if pipe is not None:
+        run_openvino(protocol, 1, engine, pipe, seed=10**6)
 
 
 def main() -> None:
@@ -216,39 +298,50 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--model", default="hf:smollm2-135m")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--order", default="stack,lockstep", choices=["stack,lockstep", "lockstep,stack"],
-                        help="which path runs first (alternate between runs to see order effects)")
+    parser.add_argument("--order", default="stack,openvino,lockstep",
+                        help="the paths, in the order they run (alternate between runs to see order effects)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     protocol = protocol_variant(args.max_tokens)
-    dtype = best_dtype()
     engine = get_engine(args.model, max_batch=max(64, args.games))  # the stack's clients share this engine
-    if engine.model.dtype != dtype:
-        raise SystemExit(f"the engine holds {engine.model.dtype}, expected {dtype}")
-    warm_up(engine, protocol)
+    openvino_engine = type(engine).__name__ == "OpenVINOEngine"
+    order = [name for name in args.order.split(",") if openvino_engine or name != "openvino"]
+    if sorted(order) != sorted({"stack", "lockstep", *(["openvino"] if openvino_engine else [])}):
+        raise SystemExit(f"--order {args.order}: name each of stack, openvino, lockstep once")
+    lock = Lockstep(args.model)
+    pipe = raw_pipeline(args.model, args.games) if openvino_engine else None
+    warm_up(engine, lock, protocol, pipe)
 
     results = {}
-    for name in args.order.split(","):
+    for name in order:
         if name == "stack":
             results[name] = run_stack(protocol, args.games, args.model, args.seed)
+        elif name == "openvino":
+            results[name] = run_openvino(protocol, args.games, engine, pipe, args.seed)
         else:
-            results[name] = run_lockstep(protocol, args.games, engine, args.seed)
-    stack, lockstep = results["stack"], results["lockstep"]
-    if stack.targets != lockstep.targets:
-        raise SystemExit("the two paths played different target words")
+            results[name] = run_lockstep(protocol, args.games, lock, args.seed)
+    if len({tuple(r.targets) for r in results.values()}) != 1:
+        raise SystemExit("the paths played different target words")
 
     roles = protocol.spec.roles
-    print(f"protocol={PROTOCOL} model={args.model} dtype={str(dtype).removeprefix('torch.')} games={args.games} "
+    print(f"protocol={PROTOCOL} model={args.model} engine={type(engine).__name__} "
+          f"lockstep_dtype={str(lock.model.dtype).removeprefix('torch.')} games={args.games} "
           f"max_tokens={args.max_tokens} temperature={roles['attacker'].sampling.temperature} "
-          f"threads={torch.get_num_threads()} order={args.order}")
+          f"threads={torch.get_num_threads()} order={','.join(order)}")
     print(f"{'path':<9} {'games':>5} {'seconds':>8} {'games/min':>9} {'messages':>8} {'tokens':>7} {'tok/s':>7}  outcomes")
-    for r in (stack, lockstep):
+    for r in results.values():
         reasons = ", ".join(f"{reason}: {n}" for reason, n in r.reasons.most_common())
         extra = f" [{r.calls} generate calls]" if r.calls else ""
         print(f"{r.name:<9} {r.games:>5} {r.seconds:>8.1f} {r.games_per_min:>9.1f} {r.messages:>8} {r.tokens:>7} "
               f"{r.tokens / r.seconds:>7.1f}  {reasons}{extra}")
-    speedup = stack.games_per_min / lockstep.games_per_min if lockstep.games_per_min else float("nan")
-    print(f"selfplay_games_per_min={stack.games_per_min:.2f} speedup_vs_lockstep={speedup:.2f}")
+    stack = results["stack"]
+
+    def ratio(other: str) -> float:
+        rate = results[other].games_per_min if other in results else 0.0
+        return stack.games_per_min / rate if rate else float("nan")
+
+    print(f"selfplay_games_per_min={stack.games_per_min:.2f} speedup_vs_lockstep={ratio('lockstep'):.2f} "
+          f"ratio_vs_openvino={ratio('openvino'):.2f}")
 
 
 if __name__ == "__main__":

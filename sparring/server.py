@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .agents._engine import Completion, Engine, SamplingParams
+from .agents._engine import Engine
+from .agents._engine_base import Completion, SamplingParams
 from .errors import BackendError
 
 

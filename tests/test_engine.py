@@ -116,3 +116,17 @@ def test_nucleus_sampling_keeps_to_the_nucleus_and_the_distribution():
     flat = torch.full((3, 3000), 1 / 3000)  # a nucleus wider than the candidates: sorted in full
     wide = _draw(flat, torch.full((3,), 0.9), torch.tensor([0.1, 0.5, 0.99]))
     assert (wide < 3000).all() and len(set(wide.tolist())) == 3
+
+
+async def test_a_cancelled_request_stops_at_the_next_step(engine_fp32):
+    story = _prompt(engine_fp32, "Write a very long story about a ship, chapter by chapter.")
+    task = asyncio.ensure_future(engine_fp32.generate(story, SamplingParams(temperature=0, max_tokens=2000)))
+    await asyncio.sleep(1.0)
+    (request,) = engine_fp32._live()
+    assert 3 < len(request.generated) < 1000, "the request is being generated"
+    task.cancel()
+    for _ in range(50):
+        if not engine_fp32._live():
+            break
+        await asyncio.sleep(0.02)
+    assert not engine_fp32._live() and len(request.generated) < 1000

@@ -1,7 +1,8 @@
 """Model clients ("backends") for sparring's agents: every one is an AutoGen `ChatCompletionClient`."""
 
 from ._embedded_client import EmbeddedChatCompletionClient, SparringCreateResult
-from ._engine import Completion, Engine, SamplingParams
+from ._engine import Engine
+from ._engine_base import Completion, SamplingParams
 from ._factory import model_client
 from ._litellm_client import LiteLLMChatCompletionClient
 from ._loading import best_dtype, get_engine, load_model

@@ -21,7 +21,8 @@ from autogen_core.models import (
 )
 
 from ..errors import BackendError
-from ._engine import Completion, Engine, SamplingParams
+from ._engine import Engine
+from ._engine_base import Completion, SamplingParams
 from ._spec import DEFAULT_MODEL
 
 SAMPLING_ARGS = ("temperature", "top_p", "max_tokens", "stop", "seed")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..errors import BackendError
 from ._engine import Engine
+from ._engine_base import BaseEngine
 from ._spec import ModelSpec, check_adapter_dir, resolve_model_dir
 
-_engines: dict[str, Engine] = {}
+_engines: dict[str, BaseEngine] = {}
 _lock = threading.Lock()
 
 
@@ -56,7 +57,7 @@ def load_model(spec: str | ModelSpec, dtype=None, device: str | None = None):
     """
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -67,8 +68,8 @@ def load_model(spec: str | ModelSpec, dtype=None, device: str | None = None):
     source = resolve_model_dir(spec.model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or best_dtype(device)
+    tokenizer = load_tokenizer(spec.model, source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as error:
         raise BackendError(f"cannot load model {spec.model!r}: {str(error).splitlines()[0]}") from error
@@ -79,19 +80,71 @@ def load_model(spec: str | ModelSpec, dtype=None, device: str | None = None):
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except Exception as error:  # noqa: BLE001 - PEFT raises many types for a bad adapter
             raise BackendError(f"cannot load adapter {spec.adapter}: {error}") from error
-    if tokenizer.chat_template is None:
-        raise BackendError(f"model {spec.model!r} has no chat template; use an instruction-tuned model")
     return model.to(device).eval(), tokenizer
 
 
-def get_engine(spec: str, max_batch: int = 64) -> Engine:
-    """The shared engine of an ``hf:`` spec, loading the model on first use."""
+ENGINES = ("openvino", "transformers")
+
+
+def engine_kind() -> str:
+    """Which engine runs ``hf:`` specs: ``$SPARRING_ENGINE`` (``openvino`` or ``transformers``), else
+    OpenVINO GenAI where it is installed and no CUDA device is, else transformers.
+
+    Raises:
+        `BackendError`: ``$SPARRING_ENGINE`` names no engine, or names OpenVINO where it is not installed.
+    """
+    import importlib.util
+
+    forced = os.environ.get("SPARRING_ENGINE")
+    installed = importlib.util.find_spec("openvino_genai") is not None
+    if forced:
+        if forced not in ENGINES:
+            raise BackendError(f"SPARRING_ENGINE={forced!r}: expected one of {', '.join(ENGINES)}")
+        if forced == "openvino" and not installed:
+            raise BackendError("SPARRING_ENGINE=openvino, but openvino-genai is not installed: pip install openvino-genai")
+        return forced
+    if not installed:
+        return "transformers"
+    import torch
+
+    return "transformers" if torch.cuda.is_available() else "openvino"
+
+
+def get_engine(spec: str, max_batch: int = 64) -> BaseEngine:
+    """The shared engine of an ``hf:`` spec (`engine_kind`), loading the model on first use."""
     key = str(ModelSpec.parse(spec))
     with _lock:
         if key not in _engines:
-            model, tokenizer = load_model(key)
-            _engines[key] = Engine(model, tokenizer, name=key, max_batch=max_batch)
+            _engines[key] = _load_engine(ModelSpec.parse(key), max_batch)
         return _engines[key]
+
+
+def _load_engine(spec: ModelSpec, max_batch: int) -> BaseEngine:
+    if engine_kind() == "transformers":
+        model, tokenizer = load_model(spec)
+        return Engine(model, tokenizer, name=str(spec), max_batch=max_batch)
+    from ._openvino import OpenVINOEngine
+    from ._openvino_export import openvino_model_dir
+
+    if spec.scheme != "hf":
+        raise BackendError(f"{spec} is not an in-process model (expected an hf: spec)")
+    adapter = check_adapter_dir(spec.adapter) if spec.adapter else None
+    source = resolve_model_dir(spec.model)
+    tokenizer = load_tokenizer(spec.model, source)
+    return OpenVINOEngine(openvino_model_dir(source), tokenizer, name=str(spec), adapter=adapter, max_batch=max_batch)
+
+
+def load_tokenizer(model: str, source: str):
+    """The transformers tokenizer of a model directory (or hub id), which must have a chat template."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as error:
+        raise BackendError(f"cannot load model {model!r}: {str(error).splitlines()[0]}") from error
+    if tokenizer.chat_template is None:
+        raise BackendError(f"model {model!r} has no chat template; use an instruction-tuned model")
+    return tokenizer
 
 
 @atexit.register
