@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sparring.agents._engine_base import BaseEngine, Request, SamplingParams, encode_chat
+from sparring.agents._engine_base import BaseEngine, Request, SamplingParams, encode_chat, end_token_ids
 from sparring.agents._loading import best_dtype, get_engine, load_model
 from sparring.protocols import Judge, Protocol, load_protocol, parse_protocol, play, role_models
 from sparring.protocols._expressions import render
@@ -156,9 +156,7 @@ class Lockstep:
 
     def __init__(self, model: str):
         self.model, self.tokenizer = load_model(model, dtype=best_dtype())
-        configured = self.model.generation_config.eos_token_id
-        self.eos_ids = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
-        self.eos_ids.discard(None)
+        self.eos_ids = end_token_ids(self.tokenizer, self.model.generation_config)
 
 
 def batched_generate(lock: Lockstep, prompts: list[list[int]], sampling: SamplingParams) -> list[list[int]]:

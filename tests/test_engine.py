@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from _engines import assert_a_cancelled_request_stops
 from sparring.agents import Engine, SamplingParams
 
 TOPICS = ["rain", "a lighthouse", "prime numbers", "the sky at night", "a market in Madrid",
@@ -119,14 +120,4 @@ def test_nucleus_sampling_keeps_to_the_nucleus_and_the_distribution():
 
 
 async def test_a_cancelled_request_stops_at_the_next_step(engine_fp32):
-    story = _prompt(engine_fp32, "Write a very long story about a ship, chapter by chapter.")
-    task = asyncio.ensure_future(engine_fp32.generate(story, SamplingParams(temperature=0, max_tokens=2000)))
-    await asyncio.sleep(1.0)
-    (request,) = engine_fp32._live()
-    assert 3 < len(request.generated) < 1000, "the request is being generated"
-    task.cancel()
-    for _ in range(50):
-        if not engine_fp32._live():
-            break
-        await asyncio.sleep(0.02)
-    assert not engine_fp32._live() and len(request.generated) < 1000
+    await assert_a_cancelled_request_stops(engine_fp32, least_generated=3)

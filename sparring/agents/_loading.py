@@ -62,10 +62,7 @@ def load_model(spec: str | ModelSpec, dtype=None, device: str | None = None):
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
-    if spec.scheme != "hf":
-        raise BackendError(f"{spec} is not an in-process model (expected an hf: spec)")
-    adapter = check_adapter_dir(spec.adapter) if spec.adapter else None
-    source = resolve_model_dir(spec.model)
+    adapter, source = _in_process(spec)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or best_dtype(device)
     tokenizer = load_tokenizer(spec.model, source)
@@ -126,12 +123,21 @@ def _load_engine(spec: ModelSpec, max_batch: int) -> BaseEngine:
     from ._openvino import OpenVINOEngine
     from ._openvino_export import openvino_model_dir
 
+    adapter, source = _in_process(spec)
+    tokenizer = load_tokenizer(spec.model, source)
+    return OpenVINOEngine(openvino_model_dir(source), tokenizer, name=str(spec), adapter=adapter, max_batch=max_batch)
+
+
+def _in_process(spec: ModelSpec) -> tuple[Path | None, str]:
+    """An ``hf:`` spec's adapter directory (None without one) and its model directory or hub id.
+
+    Raises:
+        `BackendError`: not an ``hf:`` spec, or the adapter or the model cannot be found.
+    """
     if spec.scheme != "hf":
         raise BackendError(f"{spec} is not an in-process model (expected an hf: spec)")
     adapter = check_adapter_dir(spec.adapter) if spec.adapter else None
-    source = resolve_model_dir(spec.model)
-    tokenizer = load_tokenizer(spec.model, source)
-    return OpenVINOEngine(openvino_model_dir(source), tokenizer, name=str(spec), adapter=adapter, max_batch=max_batch)
+    return adapter, resolve_model_dir(spec.model)
 
 
 def load_tokenizer(model: str, source: str):
