@@ -72,18 +72,23 @@ class Result:
     calls: int = 0  # generate calls (lockstep only)
     reasons: Counter = field(default_factory=Counter)
     targets: list = field(default_factory=list)
+    transcripts: Counter = field(default_factory=Counter)  # (target, message texts) of each game
 
     @property
     def games_per_min(self) -> float:
         return 60 * self.games / self.seconds if self.seconds else 0.0
 
 
-def protocol_variant(max_tokens: int) -> Protocol:
-    """The built-in protocol with every role's sampling.max_tokens set to ``max_tokens``."""
+def protocol_variant(max_tokens: int, seed: int) -> Protocol:
+    """The built-in protocol with every role's sampling.max_tokens set to ``max_tokens`` and its seed to ``seed``.
+
+    With one seed per request, the stack and the raw pipeline sample the same tokens from the same
+    prompts, so they play the same games and their times compare like with like.
+    """
     base = load_protocol(PROTOCOL)
     data = yaml.safe_load(base.text)
     for role in data["roles"].values():
-        role.setdefault("sampling", {})["max_tokens"] = max_tokens
+        role.setdefault("sampling", {}).update(max_tokens=max_tokens, seed=seed)
     return parse_protocol(yaml.safe_dump(data, sort_keys=False), base.path)
 
 
@@ -100,6 +105,7 @@ def run_stack(protocol: Protocol, games: int, model: str, seed: int) -> Result:
     result.tokens = summary.completion_tokens
     result.messages = sum(len(e.messages) for e in episodes)
     result.targets = sorted(e.variables["target"] for e in episodes)
+    result.transcripts = Counter((e.variables["target"], tuple(m.content for m in e.messages)) for e in episodes)
     for episode in episodes:
         if episode.status == "error":
             result.reasons[f"error: {episode.error}"[:80]] += 1
@@ -198,6 +204,7 @@ def finish(result: Result, protocol: Protocol, played: list, judge) -> Result:
     result.messages = sum(len(g.messages) for g in played)
     result.reasons = Counter(g.outcome.reason for g in played)
     result.targets = sorted(g.variables["target"] for g in played)
+    result.transcripts = Counter((g.variables["target"], tuple(m["content"] for m in g.messages)) for g in played)
     return result
 
 
@@ -300,7 +307,7 @@ def main() -> None:
                         help="the paths, in the order they run (alternate between runs to see order effects)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    protocol = protocol_variant(args.max_tokens)
+    protocol = protocol_variant(args.max_tokens, args.seed)
     engine = get_engine(args.model, max_batch=max(64, args.games))  # the stack's clients share this engine
     openvino_engine = type(engine).__name__ == "OpenVINOEngine"
     order = [name for name in args.order.split(",") if openvino_engine or name != "openvino"]
@@ -333,6 +340,9 @@ def main() -> None:
         print(f"{r.name:<9} {r.games:>5} {r.seconds:>8.1f} {r.games_per_min:>9.1f} {r.messages:>8} {r.tokens:>7} "
               f"{r.tokens / r.seconds:>7.1f}  {reasons}{extra}")
     stack = results["stack"]
+    if "openvino" in results:
+        same = sum((stack.transcripts & results["openvino"].transcripts).values())
+        print(f"stack and openvino played {same}/{stack.games} games message for message alike")
 
     def ratio(other: str) -> float:
         rate = results[other].games_per_min if other in results else 0.0

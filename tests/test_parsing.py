@@ -7,6 +7,8 @@ import doctest
 import json
 import pickle
 
+import time
+
 import pytest
 
 from sparring.protocols import _expressions, _parsing
@@ -119,6 +121,27 @@ def test_helpers_in_the_sandbox_as_functions_and_filters():
     assert render(r'{{ match(message, "(\\d+) for me")[0] }}', context) == "60"
     with pytest.raises(ExpressionError, match="UndefinedError"):
         compile_expression(r'match(message, "(?P<mine>\\d+)").theirs')(**context)
+
+
+def test_the_deadline_counts_cpu_time_not_waiting(monkeypatch):
+    """Waiting (a loaded machine, the engine's thread holding the GIL) does not count against an evaluation."""
+    monkeypatch.setattr(_expressions, "LIMITS", Limits(seconds=0.3))
+
+    def slow_items():
+        for item in range(5):
+            time.sleep(0.1)  # 0.5 s of wall time, almost no CPU time
+            yield item
+
+    def busy_items():
+        while True:
+            end = time.thread_time() + 0.05
+            while time.thread_time() < end:  # CPU time on the evaluation's own thread
+                pass
+            yield 0
+
+    assert render("{% for x in items %}{{ x }}{% endfor %}", {"items": slow_items()}) == "01234"
+    with pytest.raises(ExpressionError, match="over a cost limit: took longer than 0.3 s"):
+        render("{% for x in items %}{% endfor %}", {"items": busy_items()})
 
 
 def test_a_slow_pattern_stops_at_the_evaluation_deadline(monkeypatch):

@@ -119,6 +119,10 @@ class SamplingSpec(_Strict):
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int | None = Field(None, ge=1, description="New tokens per message at most.")
     stop: list[str] | None = Field(None, description="Strings that end a message.")
+    seed: int | None = Field(
+        None, description="One seed for every call of this role, on backends that take seeds: an episode with the same "
+        "variables then replays exactly on the embedded engine (and two episodes with the same variables play alike).",
+    )
     extra: dict[str, Any] | None = Field(
         None, description="Backend-specific settings, passed as they are: request fields sent in `extra_body` for "
         "openai: (e.g. vLLM's top_k, min_p, repetition_penalty), keyword arguments of litellm.acompletion for "
