@@ -13,8 +13,8 @@ messages):
             advances as soon as its own reply is done.
   openvino  the same N games straight on an OpenVINO GenAI `ContinuousBatchingPipeline` built as
             the engine builds its own (`build_pipeline`: same IR, precision, KV cache, scheduler;
-            `generation_config`: same settings per request), with no AutoGen and no protocol
-            engine: the prompts rendered as lockstep renders them, each game's next request added
+            `generation_config`: same settings per request), with no AutoGen and no episode
+            loop: the prompts built as lockstep builds them, each game's next request added
             when its reply ends, `step()` in a loop. (Only with the OpenVINO engine.)
   lockstep  the same N games played the simple way one would batch SPAG's data collection: every
             live game advances one turn per static, left-padded `model.generate` call over all
@@ -23,8 +23,8 @@ messages):
             rendered from the same protocol as the stack renders it: the speaker's system prompt
             (Jinja2, with the target), then the model context AutoGen keeps for that role (its
             own replies as assistant, the other's messages as user, and the role's earlier
-            `prompt` messages), then the role's `prompt` for this turn, if it has one, through
-            the tokenizer's chat template.
+            `prompt` messages), then the role's `prompt` for this turn, if it renders non-blank,
+            through the tokenizer's chat template; all by the protocol engine's own functions.
 
 Lockstep runs on transformers (`load_model`, `best_dtype()`), the two others on OpenVINO. The
 paths run one after another, never at once; each is warmed up untimed first. Timings are
@@ -50,11 +50,16 @@ from pathlib import Path
 import torch
 import yaml
 
+from autogen_core.models import UserMessage
+
+from sparring.agents._embedded_client import to_chat_messages
 from sparring.agents._engine_base import BaseEngine, Request, SamplingParams, encode_chat, end_token_ids
 from sparring.agents._loading import best_dtype, get_engine, load_model
 from sparring.protocols import Judge, Protocol, load_protocol, parse_protocol, play, role_models
-from sparring.protocols._expressions import render
+from sparring.protocols._visibility import model_context, system_prompt, turn_prompt
+from sparring.protocols._play import seeded
 from sparring.protocols._variables import VariableSampler
+from sparring.transcripts import episode_id
 
 PROTOCOL = "adversarial_taboo"
 
@@ -82,8 +87,8 @@ class Result:
 def protocol_variant(max_tokens: int, seed: int) -> Protocol:
     """The built-in protocol with every role's sampling.max_tokens set to ``max_tokens`` and its seed to ``seed``.
 
-    With one seed per request, the stack and the raw pipeline sample the same tokens from the same
-    prompts, so they play the same games and their times compare like with like.
+    With seeded requests (each game's own seeds, `seeded`), the stack and the raw pipeline sample the
+    same tokens from the same prompts, so they play the same games and their times compare like with like.
     """
     base = load_protocol(PROTOCOL)
     data = yaml.safe_load(base.text)
@@ -114,47 +119,35 @@ def run_stack(protocol: Protocol, games: int, model: str, seed: int) -> Result:
 
 # ----- lockstep ----------------------------------------------------------------------------------
 class Game:
-    """One game's state, with each role's model context kept as AutoGen's `AssistantAgent` keeps it."""
+    """One game's state; each prompt built by the protocol engine's own rules (`system_prompt`,
+    `model_context`, `turn_prompt`), as the stack's agents hand them to their models."""
 
     def __init__(self, protocol: Protocol, variables: dict):
         self.protocol, self.variables = protocol, variables
-        spec = protocol.spec
         self.messages: list[dict] = []
         self.outcome = None
-        self.params = {name: {k: render(v, variables) if isinstance(v, str) else v for k, v in role.params.items()}
-                       for name, role in spec.roles.items()}
-        self.chats = {name: [{"role": "system", "content": render(role.system, self._context(name))}]
-                      for name, role in spec.roles.items()}
-        self._seen = {name: 0 for name in spec.roles}
-
-    def _context(self, role: str, round_number: int = 0) -> dict:
-        return {**self.variables, "role": role, "roles": list(self.protocol.spec.roles), "params": self.params[role],
-                "round": round_number, "turn": len(self.messages), "messages": self.messages}
+        self._prompt: str | None = None
 
     def chat_for(self, role: str, round_number: int) -> list[dict]:
-        """The chat ``role`` sends to its model for its turn: its context, the unseen messages, its prompt."""
-        spec = self.protocol.spec.roles[role]
-        chat = self.chats[role]
-        for message in self.messages[self._seen[role]:]:
-            if message["role"] != role and (spec.sees == "all" or message["role"] in spec.sees):
-                chat.append({"role": "user", "content": message["content"]})
-        self._seen[role] = len(self.messages)
-        if spec.prompt is not None:
-            chat.append({"role": "user", "content": render(spec.prompt, self._context(role, round_number))})
-        return chat
+        """The chat ``role`` sends to its model for its turn in ``round_number``."""
+        context = model_context(self.protocol, role, self.messages, round_number)
+        self._prompt = turn_prompt(self.protocol, self.variables, role, round_number, self.messages)
+        if self._prompt is not None:
+            context.append(UserMessage(content=self._prompt, source="user"))
+        return [{"role": "system", "content": system_prompt(self.protocol, self.variables, role)},
+                *to_chat_messages(context)]
 
     def add(self, role: str, round_number: int, text: str) -> None:
-        self.chats[role].append({"role": "assistant", "content": text})
-        self.messages.append({"role": role, "content": text, "turn": len(self.messages), "round": round_number})
+        self.messages.append({"role": role, "content": text, "turn": len(self.messages), "round": round_number,
+                              "prompt": self._prompt})
 
 
 def speakers(protocol: Protocol) -> list[str]:
-    schedule = protocol.spec.schedule
-    if schedule.type != "round_robin":
-        raise SystemExit(f"lockstep here plays round_robin schedules only, not {schedule.type}")
-    if schedule.max_turns is not None:
-        return [schedule.order[i % len(schedule.order)] for i in range(schedule.max_turns)]
-    return list(schedule.order) * schedule.rounds
+    """The speaker of each round (one a round: a round_robin schedule)."""
+    rounds = protocol.spec.schedule.speaking_rounds()
+    if any(len(speaking) != 1 for speaking in rounds):
+        raise SystemExit(f"lockstep here plays one speaker a round, not a {protocol.spec.schedule.type} schedule")
+    return [speaking[0] for speaking in rounds]
 
 
 class Lockstep:
@@ -190,9 +183,12 @@ def batched_generate(lock: Lockstep, prompts: list[list[int]], sampling: Samplin
     return replies
 
 
-def role_sampling(protocol: Protocol) -> dict[str, SamplingParams]:
-    """Each role's sampling settings, as the stack's clients send them (no stop strings in this protocol)."""
-    return {name: SamplingParams(**{**{"temperature": 0.7, "top_p": 1.0}, **role.sampling.settings(), "stop": ()})
+def role_sampling(protocol: Protocol, game: int = 0, seed: int = 0) -> dict[str, SamplingParams]:
+    """Each role's sampling settings in game ``game``, as the stack's clients send them (a seeded role's seed
+    made the episode's own by `seeded`; no stop strings in this protocol)."""
+    ident = episode_id(protocol.name, game, seed)
+    return {name: SamplingParams(**{"temperature": 0.7, "top_p": 1.0, **seeded(role, ident, name).sampling.settings(),
+                                    "stop": ()})
             for name, role in protocol.spec.roles.items()}
 
 
@@ -252,7 +248,8 @@ def run_openvino(protocol: Protocol, games: int, engine: BaseEngine, pipe, seed:
 
     result = Result("openvino")
     sampler, judge = VariableSampler(protocol, None, seed), Judge(protocol)
-    sampling, order = role_sampling(protocol), speakers(protocol)
+    order = speakers(protocol)
+    sampling = [role_sampling(protocol, index, seed) for index in range(games)]
     running = __import__("openvino_genai").GenerationStatus.RUNNING
     start = time.perf_counter()
     played = [Game(protocol, sampler.sample(i)) for i in range(games)]
@@ -263,7 +260,7 @@ def run_openvino(protocol: Protocol, games: int, engine: BaseEngine, pipe, seed:
     def submit(index: int) -> None:
         role = order[turns[index]]
         ids = encode_chat(engine.tokenizer, played[index].chat_for(role, turns[index]))
-        config = generation_config(Request(ids, sampling[role], None), engine.eos_ids, engine.max_positions)
+        config = generation_config(Request(ids, sampling[index][role], None), engine.eos_ids, engine.max_positions)
         handles[index] = pipe.add_request(next(next_id), openvino.Tensor(np.array([ids], dtype=np.int64)), config)
 
     for index in range(games):

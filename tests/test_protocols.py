@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -234,3 +235,30 @@ async def test_python_hook_runs_only_when_allowed(tmp_path):
                clients=_replay({r: ["x"] * 2 for r in ("alice", "bob", "carol")}, {}))
     (episode,) = read_transcripts(tmp_path / "allowed" / "transcripts.jsonl")
     assert episode.outcome.reason == "hook says bob"
+
+
+SEEDED = """\
+name: seeded_chat
+roles:
+  a:
+    system: You tell a very short story about a dragon.
+    sampling: {temperature: 1.0, max_tokens: 24, seed: 7}
+  b:
+    system: You answer the story in one sentence.
+    sampling: {temperature: 1.0, max_tokens: 24, seed: 7}
+schedule: {type: round_robin, order: [a, b], max_turns: 2}
+"""
+
+
+def test_a_seeded_role_replays_its_episodes_on_the_embedded_model(tmp_path):
+    """The same episodes played twice, with different company in flight, give the same games; the
+    episodes of one run still draw differently from each other (the seed is made each episode's own)."""
+    protocol = parse_protocol(SEEDED, tmp_path / "seeded.yaml")
+    models = role_models(protocol, "hf:smollm2-135m", {})
+    games = {}
+    for run, count in (("first", 2), ("second", 6)):  # the second run has 4 more episodes in flight
+        summary = asyncio.run(play(protocol, count, tmp_path / run, models, concurrency=count, seed=1))
+        assert summary.errors == 0
+        games[run] = {e.id: [m.content for m in e.messages] for e in read_transcripts(tmp_path / run / "transcripts.jsonl")}
+    assert all(games["second"][ident] == messages for ident, messages in games["first"].items())
+    assert len({tuple(messages) for messages in games["second"].values()}) == 6

@@ -129,14 +129,20 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
     ) -> AsyncGenerator[str | SparringCreateResult, None]:
         """Yield the reply's text in pieces as it is generated, then the full `SparringCreateResult`."""
         self._check_request(tools, json_output)
-        prompt_ids = self.engine.encode_chat(to_chat_messages(messages))
+        prompt_ids = await self._encode(messages)
         async for item in self.engine.stream(prompt_ids, self._params(extra_create_args)):
             if cancellation_token is not None and cancellation_token.is_cancelled():
                 raise asyncio.CancelledError()
             yield item if isinstance(item, str) else self._result(item)
 
+    async def _encode(self, messages: Sequence[LLMMessage]) -> list[int]:
+        # On a thread of its own: the tokenizer releases the GIL, and the engine's thread (whose
+        # OpenVINO step() holds it for a whole decode step) takes it, so encoding on the event
+        # loop would stall every game in flight for a step, twice a turn.
+        return await asyncio.to_thread(self.engine.encode_chat, to_chat_messages(messages))
+
     async def _generate(self, messages, params, cancellation_token) -> Completion:
-        prompt_ids = self.engine.encode_chat(to_chat_messages(messages))
+        prompt_ids = await self._encode(messages)
         future = asyncio.ensure_future(self.engine.generate(prompt_ids, params))
         if cancellation_token is not None:
             cancellation_token.link_future(future)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -42,7 +43,7 @@ class Protocol:
     def name(self) -> str:
         return self.spec.name
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 

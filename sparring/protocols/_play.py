@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
@@ -151,12 +153,14 @@ async def play(
     summary.skipped = games - len(todo)
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
-    with TranscriptWriter(path) as writer:
+    # Writes (each ends in an fsync) run on one thread of their own, in order, so the games' event
+    # loop never waits on the disk; a write once queued completes even if the run is cancelled.
+    with TranscriptWriter(path) as writer, ThreadPoolExecutor(1, thread_name_prefix="sparring-writer") as disk:
 
         async def one(index: int) -> None:
             async with gate:
                 episode = await play_episode(protocol, index, seed, sampler, judge, models, clients)
-            writer.write(episode)
+            await asyncio.get_running_loop().run_in_executor(disk, writer.write, episode)
             summary.add(episode)
             if on_episode is not None:
                 on_episode(episode)
@@ -207,14 +211,26 @@ def _speakers(protocol: Protocol) -> dict[str, Any]:
     return speakers
 
 
+def seeded(speaker, ident: str, name: str):
+    """``speaker`` (the spec of role or LLM judge ``name``) with its ``sampling.seed``, if it has one, made this episode's own:
+    the same episode draws the same tokens every time, different episodes and roles draw differently."""
+    if speaker.sampling.seed is None:
+        return speaker
+    digest = hashlib.sha256(f"{speaker.sampling.seed}:{ident}:{name}".encode()).digest()
+    sampling = speaker.sampling.model_copy(update={"seed": int.from_bytes(digest[:4], "big")})
+    return speaker.model_copy(update={"sampling": sampling})
+
+
 async def play_episode(protocol, index, seed, sampler, judge, models, clients) -> Episode:
     """Play episode ``index``; a failure becomes an episode with ``status: error``, never an exception."""
     started = time.time()
+    ident = episode_id(protocol.name, index, seed)
     team, variables = None, {}
     try:
         variables = sampler.sample(index)
         seated = {r: seat_of(protocol, variables, r) for r in _speakers(protocol)}  # the name each model sits under
-        team = EpisodeTeam(protocol, variables, {r: clients(seated[r], s) for r, s in _speakers(protocol).items()}, judge)
+        team = EpisodeTeam(protocol, variables,
+                           {r: clients(seated[r], seeded(s, ident, r)) for r, s in _speakers(protocol).items()}, judge)
         models = {r: models[seat] for r, seat in seated.items() if seat in models}  # recorded per role, as always
         outcome = await team.run()
         rewards, status, error = judge.rewards(outcome, variables, team.messages), "ok", None
@@ -227,7 +243,7 @@ async def play_episode(protocol, index, seed, sampler, judge, models, clients) -
         for call in (message, *(message.get("attempts") or ())):  # rejected replies cost tokens too
             usage.update(call.get("usage") or {})
     return Episode(
-        id=episode_id(protocol.name, index, seed),
+        id=ident,
         protocol=ProtocolRef(name=protocol.name, hash=protocol.hash),
         variables=variables, models=models, messages=messages, outcome=outcome_record, rewards=rewards,
         status=status, error=error, usage=dict(usage),

@@ -120,8 +120,9 @@ class SamplingSpec(_Strict):
     max_tokens: int | None = Field(None, ge=1, description="New tokens per message at most.")
     stop: list[str] | None = Field(None, description="Strings that end a message.")
     seed: int | None = Field(
-        None, description="One seed for every call of this role, on backends that take seeds: an episode with the same "
-        "variables then replays exactly on the embedded engine (and two episodes with the same variables play alike).",
+        None, description="Seeds this role's calls, on backends that take seeds: each episode's calls get a seed drawn "
+        "from this one, the episode's id and the role, so an episode replays exactly on the embedded engine whatever else "
+        "is in flight, while different episodes draw differently.",
     )
     extra: dict[str, Any] | None = Field(
         None, description="Backend-specific settings, passed as they are: request fields sent in `extra_body` for "
