@@ -4,11 +4,14 @@ Measures, on the same prompts and sampling settings in one run:
   (a) sequential batch-1 `generate` in float32 (how the SPAG code collects its episodes);
   (b) one static `generate` over all prompts in the engine's dtype (the raw ceiling at that
       concurrency: left padding, every slot waits for the longest reply);
-  (c) the engine serving the same prompts as concurrent requests that arrive staggered.
+  (c) the embedded engine (`get_engine`: OpenVINO GenAI on a CPU) serving the same prompts as
+      concurrent requests that arrive staggered;
+  (d) the transformers engine (`Engine`, in the dtype of (b)) serving them the same way, when (c)
+      is another engine: what the transformers engine is worth where OpenVINO runs.
 Only useful tokens count: each reply up to its end of sequence, never padding.
 
 Usage: python bench/engine.py [--requests 32] [--max-tokens 48] [--stagger-ms 40]
-Last line: speedup_vs_batch1=<c/a> efficiency_vs_static=<c/b>
+Last line: speedup_vs_batch1=<c/a> efficiency_vs_static=<c/b> ratio_vs_transformers_engine=<c/d>
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import time
 
 import torch
 
-from sparring.agents._engine import Engine
-from sparring.agents._engine_base import SamplingParams
-from sparring.agents._loading import best_dtype, load_model
+from sparring.agents.engine import BaseEngine, Engine, SamplingParams, best_dtype, end_token_ids, get_engine, load_model
 
 TOPICS = ["the sea", "a lost key", "winter in a city", "why bees dance", "a robot learning to paint",
           "the history of bread", "how rain forms", "a chess game", "an old lighthouse", "friendship"]
@@ -69,7 +70,7 @@ def static_batch(model, tokenizer, prompts, max_tokens, eos) -> tuple[int, float
     return sum(useful_tokens(row.tolist(), eos, width) for row in out), elapsed
 
 
-async def staggered_engine(engine: Engine, prompts, max_tokens, stagger_s) -> tuple[int, float]:
+async def staggered_engine(engine: BaseEngine, prompts, max_tokens, stagger_s) -> tuple[int, float]:
     params = SamplingParams(temperature=0, max_tokens=max_tokens)
 
     async def one(i, messages):
@@ -93,7 +94,7 @@ def main() -> None:
     dtype = best_dtype()
 
     model32, tokenizer = load_model(args.model, dtype=torch.float32)
-    eos = {tokenizer.eos_token_id, *([model32.generation_config.eos_token_id] if isinstance(model32.generation_config.eos_token_id, int) else model32.generation_config.eos_token_id)}
+    eos = end_token_ids(tokenizer, model32.generation_config)
     sequential_batch1(model32, tokenizer, prompts[:1], 4, eos)  # warm-up
     tok_a, sec_a = sequential_batch1(model32, tokenizer, prompts, args.max_tokens, eos)
     del model32
@@ -102,17 +103,29 @@ def main() -> None:
     static_batch(model, tokenizer, prompts[:4], 4, eos)  # warm-up
     tok_b, sec_b = static_batch(model, tokenizer, prompts, args.max_tokens, eos)
 
-    engine = Engine(model, tokenizer, name=args.model, max_batch=max(args.requests, 1))
-    asyncio.run(staggered_engine(engine, make_prompts(args.requests + 4)[-4:], 4, 0))  # warm-up, other prompts
-    tok_c, sec_c = asyncio.run(staggered_engine(engine, prompts, args.max_tokens, args.stagger_ms / 1000))
-    engine.close()
+    def serve(engine: BaseEngine) -> tuple[int, float]:
+        asyncio.run(staggered_engine(engine, make_prompts(args.requests + 4)[-4:], 4, 0))  # warm-up, other prompts
+        return asyncio.run(staggered_engine(engine, prompts, args.max_tokens, args.stagger_ms / 1000))
 
+    default = get_engine(args.model, max_batch=max(args.requests, 1))
+    tok_c, sec_c = serve(default)
     rate_a, rate_b, rate_c = tok_a / sec_a, tok_b / sec_b, tok_c / sec_c
-    print(f"dtype={str(dtype).removeprefix('torch.')} requests={args.requests} max_tokens={args.max_tokens}")
+    print(f"dtype={str(dtype).removeprefix('torch.')} requests={args.requests} max_tokens={args.max_tokens} "
+          f"threads={torch.get_num_threads()}")
     print(f"(a) sequential batch-1 generate, float32: {tok_a} tokens in {sec_a:.1f}s = {rate_a:.1f} tok/s")
     print(f"(b) static generate x{args.requests}: {tok_b} tokens in {sec_b:.1f}s = {rate_b:.1f} tok/s")
-    print(f"(c) engine, {args.requests} staggered requests: {tok_c} tokens in {sec_c:.1f}s = {rate_c:.1f} tok/s")
-    print(f"speedup_vs_batch1={rate_c / rate_a:.2f} efficiency_vs_static={rate_c / rate_b:.2f}")
+    print(f"(c) {type(default).__name__}, {args.requests} staggered requests: {tok_c} tokens in {sec_c:.1f}s "
+          f"= {rate_c:.1f} tok/s")
+    rate_d = rate_c
+    if not isinstance(default, Engine):
+        transformers_engine = Engine(model, tokenizer, name=args.model, max_batch=max(args.requests, 1))
+        tok_d, sec_d = serve(transformers_engine)
+        transformers_engine.close()
+        rate_d = tok_d / sec_d
+        print(f"(d) Engine (transformers, {str(dtype).removeprefix('torch.')}), {args.requests} staggered requests: "
+              f"{tok_d} tokens in {sec_d:.1f}s = {rate_d:.1f} tok/s")
+    print(f"speedup_vs_batch1={rate_c / rate_a:.2f} efficiency_vs_static={rate_c / rate_b:.2f} "
+          f"ratio_vs_transformers_engine={rate_c / rate_d:.2f}")
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ import yaml
 
 from autogen_core.models import UserMessage
 
-from sparring.agents._embedded_client import to_chat_messages
-from sparring.agents._engine_base import BaseEngine, Request, SamplingParams, encode_chat, end_token_ids
-from sparring.agents._loading import best_dtype, get_engine, load_model
+from sparring.agents.clients._embedded import to_chat_messages
+from sparring.agents.engine._base import BaseEngine, Request, SamplingParams, encode_chat, end_token_ids
+from sparring.agents.engine._loading import best_dtype, get_engine, load_model
 from sparring.protocols import Judge, Protocol, load_protocol, parse_protocol, play, role_models
 from sparring.protocols._visibility import model_context, system_prompt, turn_prompt
 from sparring.protocols._play import seeded
@@ -233,8 +233,8 @@ def run_lockstep(protocol: Protocol, games: int, lock: Lockstep, seed: int) -> R
 # ----- raw OpenVINO GenAI ------------------------------------------------------------------------
 def raw_pipeline(model: str, games: int):
     """A pipeline of the engine's model built as the engine builds its own."""
-    from sparring.agents._openvino import build_pipeline
-    from sparring.agents._openvino_export import openvino_model_dir
+    from sparring.agents.engine._openvino import build_pipeline
+    from sparring.agents.engine._openvino_export import openvino_model_dir
     from sparring.agents._spec import ModelSpec, resolve_model_dir
 
     return build_pipeline(openvino_model_dir(resolve_model_dir(ModelSpec.parse(model).model)), model,
@@ -244,7 +244,7 @@ def raw_pipeline(model: str, games: int):
 def run_openvino(protocol: Protocol, games: int, engine: BaseEngine, pipe, seed: int) -> Result:
     import numpy as np
     import openvino
-    from sparring.agents._openvino import generation_config
+    from sparring.agents.engine._openvino import generation_config
 
     result = Result("openvino")
     sampler, judge = VariableSampler(protocol, None, seed), Judge(protocol)

@@ -122,7 +122,7 @@ def serve(
         raise _fail(SparringError(f"{given} is for --engine vllm only; the embedded engine takes an adapter in "
                                   "the spec: --model hf:BASE+ADAPTER_DIR"))
     from .agents import get_engine
-    from .server import create_app
+    from .serving._server import create_app
 
     try:
         loaded = get_engine(model)
@@ -144,7 +144,7 @@ def _reachable(host: str) -> str:
 def _serve_vllm(model: str, host: str, port: int, name: Optional[str], loras: dict[str, str], enable_lora: bool,
                 tensor_parallel: int, extra: list[str], startup_timeout: float) -> None:
     """`sparring serve --engine vllm`: run `vllm serve` until Ctrl-C; exit with its code."""
-    from .agents._launcher import run_server, vllm_args, vllm_executable
+    from .serving._vllm import run_server, vllm_args, vllm_executable
 
     served = name or model.removeprefix("hf:")
     base = f"http://{_reachable(host)}:{port}"

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from _servers import MODEL, FaultProxy, free_port, quick_protocol, sparring_serve
 from sparring.agents import model_client
-from sparring.agents._launcher import run_server, vllm_args
+from sparring.serving._vllm import run_server, vllm_args
 from sparring.cli import app
 from sparring.errors import BackendError
 from sparring.protocols import load_protocol, play, role_models
@@ -164,7 +164,7 @@ def test_launcher_waits_for_health_and_forwards_ctrl_c(tmp_path):
     port = free_port()
     script = textwrap.dedent(f"""
         import sys
-        from sparring.agents._launcher import run_server
+        from sparring.serving._vllm import run_server
         command = [sys.executable, "-m", "sparring.cli", "serve", "--port", "{port}"]
         code = run_server(command, "http://127.0.0.1:{port}/health", timeout=180,
                           on_ready=lambda: print("READY", flush=True))

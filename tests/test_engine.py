@@ -106,7 +106,7 @@ async def test_conversations_reuse_their_computed_beginnings(engine_fp32):
 
 
 def test_nucleus_sampling_keeps_to_the_nucleus_and_the_distribution():
-    from sparring.agents._engine import _draw
+    from sparring.agents.engine._transformers import _draw
 
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 4000)
     draws = torch.rand(4000, generator=torch.Generator().manual_seed(0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sparring.agents._kv_slots import SlotCache
+from sparring.agents.engine._kv_slots import SlotCache
 
 
 def _sequence(tokens: int, value: float) -> list[torch.Tensor]:

@@ -25,7 +25,7 @@ import torch
 from _engines import assert_a_cancelled_request_stops
 from _servers import MODEL, free_port, start_server
 from sparring.agents import SamplingParams, get_engine, load_model
-from sparring.agents._openvino import OpenVINOEngine
+from sparring.agents.engine._openvino import OpenVINOEngine
 
 pytest.importorskip("openvino_genai")
 

@@ -7,7 +7,8 @@ import importlib.util
 import pytest
 from typer.testing import CliRunner
 
-from sparring.agents import ModelSpec, _loading
+from sparring.agents import ModelSpec
+from sparring.agents.engine import _loading
 from sparring.cli import app
 from sparring.errors import BackendError
 

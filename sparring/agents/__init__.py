@@ -1,14 +1,10 @@
-"""Model clients ("backends") for sparring's agents: every one is an AutoGen `ChatCompletionClient`."""
+"""Models for sparring's agents: spec strings (`ModelSpec`), the embedded engine (`engine/`) and the
+AutoGen `ChatCompletionClient` of every backend (`clients/`)."""
 
-from ._embedded_client import EmbeddedChatCompletionClient, SparringCreateResult
-from ._engine import Engine
-from ._engine_base import Completion, SamplingParams
-from ._factory import model_client
-from ._litellm_client import LiteLLMChatCompletionClient
-from ._loading import best_dtype, get_engine, load_model
-from ._openai_client import OpenAIServerClient
-from ._remote import FaultPolicy
 from ._spec import DEFAULT_MODEL, ModelSpec, sparring_home
+from .clients import (EmbeddedChatCompletionClient, FaultPolicy, LiteLLMChatCompletionClient, OpenAIServerClient,
+                      SparringCreateResult, model_client)
+from .engine import Completion, Engine, SamplingParams, best_dtype, get_engine, load_model
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -35,7 +35,7 @@ def known_models() -> list[KnownModel]:
 
 def remote_backends() -> list[KnownModel]:
     """The spec forms of the remote backends, and whether their packages are installed here."""
-    from ._launcher import INSTALL_VLLM
+    from ..serving._vllm import INSTALL_VLLM
 
     vllm = importlib.util.find_spec("vllm") is not None
     litellm = importlib.util.find_spec("litellm") is not None

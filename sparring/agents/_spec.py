@@ -139,7 +139,7 @@ def key_variable(scheme: str, model: str) -> str:
     if scheme != "litellm":
         return "OPENAI_API_KEY"
     try:
-        from ._litellm_client import import_litellm  # heavy; only reached on an error path
+        from .clients._litellm import import_litellm  # heavy; only reached on an error path
 
         missing = import_litellm().validate_environment(model).get("missing_keys") or []
     except Exception:  # litellm absent or unsure of this provider: fall back to its naming rule

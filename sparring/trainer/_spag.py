@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from ..agents._engine_base import encode_chat
+from ..agents.engine._base import encode_chat
 
 IGNORE = -100
 

@@ -20,10 +20,9 @@ from autogen_core.models import (
     UserMessage,
 )
 
-from ..errors import BackendError
-from ._engine import Engine
-from ._engine_base import Completion, SamplingParams
-from ._spec import DEFAULT_MODEL
+from ...errors import BackendError
+from ..engine._base import BaseEngine, Completion, SamplingParams
+from .._spec import DEFAULT_MODEL
 
 SAMPLING_ARGS = ("temperature", "top_p", "max_tokens", "stop", "seed")
 
@@ -42,7 +41,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         temperature (`float`, defaults to 0.7), top_p (`float`, defaults to 1.0),
         max_tokens (`int`, defaults to 256), stop (`list[str] | None`), seed (`int | None`):
             default sampling settings; ``extra_create_args`` of one call override them.
-        engine (`Engine | None`): an engine to use instead of the shared one for ``model``.
+        engine (`BaseEngine | None`): an engine to use instead of the shared one for ``model``.
 
     Example:
         ```python
@@ -69,10 +68,10 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         max_tokens: int = 256,
         stop: list[str] | None = None,
         seed: int | None = None,
-        engine: Engine | None = None,
+        engine: BaseEngine | None = None,
     ):
         if engine is None:
-            from ._loading import get_engine
+            from ..engine._loading import get_engine
 
             engine = get_engine(model)
         self.engine = engine

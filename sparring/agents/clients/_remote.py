@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from ..errors import BackendError
+from ...errors import BackendError
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))

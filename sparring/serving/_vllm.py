@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import BackendError
-from ._spec import ModelSpec, check_adapter_dir, resolve_model_dir
+from ..agents._spec import ModelSpec, check_adapter_dir, resolve_model_dir
 
 INSTALL_VLLM = "pip install 'sparring[vllm]'"
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)

@@ -29,8 +29,8 @@ import math
 import os
 from pathlib import Path
 
-from ..errors import BackendError
-from ._engine_base import BaseEngine, Request, end_token_ids
+from ...errors import BackendError
+from ._base import BaseEngine, Request, end_token_ids
 
 KV_CACHE_GB_MAX = 2.0  # the KV cache's budget: at most this many GB, ...
 KV_CACHE_RAM_SHARE = 0.1  # ... and at most this share of the machine's memory

@@ -25,8 +25,8 @@ import tempfile
 import venv
 from pathlib import Path
 
-from ..errors import BackendError
-from ._spec import sparring_home
+from ...errors import BackendError
+from .._spec import sparring_home
 
 EXPORTER_PACKAGES = ("transformers>=5.5,<5.6", "huggingface-hub>=0.23.2,<1.22", "requests>=2.33,<3", "setuptools")
 """What the exporter environment installs with their dependencies; torch and OpenVINO come from sparring's."""

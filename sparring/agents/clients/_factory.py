@@ -6,8 +6,8 @@ import warnings
 
 from autogen_core.models import ChatCompletionClient
 
-from ..errors import BackendError
-from ._spec import ModelSpec
+from ...errors import BackendError
+from .._spec import ModelSpec
 
 
 def model_client(spec: str, **sampling) -> ChatCompletionClient:
@@ -30,7 +30,7 @@ def model_client(spec: str, **sampling) -> ChatCompletionClient:
     """
     parsed = ModelSpec.parse(spec)
     if parsed.scheme == "hf":
-        from ._embedded_client import EmbeddedChatCompletionClient
+        from ._embedded import EmbeddedChatCompletionClient
 
         extra = sampling.pop("extra", None)
         if extra:
@@ -38,11 +38,11 @@ def model_client(spec: str, **sampling) -> ChatCompletionClient:
                           "those settings apply to openai: and litellm: backends", stacklevel=2)
         return EmbeddedChatCompletionClient(str(parsed), **sampling)
     if parsed.scheme == "openai":
-        from ._openai_client import OpenAIServerClient
+        from ._openai import OpenAIServerClient
 
         return OpenAIServerClient(parsed, **sampling)
     if parsed.scheme == "litellm":
-        from ._litellm_client import LiteLLMChatCompletionClient
+        from ._litellm import LiteLLMChatCompletionClient
 
         return LiteLLMChatCompletionClient(parsed, **sampling)
     raise BackendError(f"no client for scheme {parsed.scheme!r}")  # pragma: no cover - parse() rejects it first

@@ -22,11 +22,11 @@ from autogen_core.models import (
     RequestUsage,
 )
 
-from ..errors import BackendError
-from ._embedded_client import SparringCreateResult, to_chat_messages
-from ._openai_client import MODEL_INFO
+from ...errors import BackendError
+from ._embedded import SparringCreateResult, to_chat_messages
+from ._openai import MODEL_INFO
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, timed, with_retries
-from ._spec import ModelSpec, key_variable
+from .._spec import ModelSpec, key_variable
 
 LITELLM_DEFAULTS = FaultPolicy(timeout=120.0, retries=4, backoff=1.0, max_concurrency=16)
 """Fault settings of ``litellm:`` specs unless the spec's query says otherwise (API rate limits: a lower cap)."""

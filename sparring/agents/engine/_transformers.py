@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from ._engine_base import BaseEngine, Request, end_token_ids
+from ._base import BaseEngine, Request, end_token_ids
 from ._kv_slots import SlotCache
 from ._prefix_cache import PrefixCache
 
@@ -136,7 +136,7 @@ class Engine(BaseEngine):
             use_cache=True,
             logits_to_keep=ends - 1,
         )
-        layers = out.past_key_values.layers
+        layers = out.cache.layers
         self._start(requests, out.logits[0], [
             ([l.keys[:, :, a:b] for l in layers], [l.values[:, :, a:b] for l in layers])
             for a, b in zip((ends - lengths).tolist(), ends.tolist())
@@ -163,7 +163,7 @@ class Engine(BaseEngine):
                                  device=device)
         cache = scratch.step_cache(real)
         out = self.model(input_ids=ids, position_ids=positions, attention_mask=scratch.attention_mask(width),
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                         cache=cache, use_cache=True, logits_to_keep=1)
         scratch.advance(width)
         self._start([request for request, *_ in known], out.logits[:, -1, :], [scratch.row(i) for i in range(len(known))])
 
@@ -196,7 +196,7 @@ class Engine(BaseEngine):
             input_ids=input_ids,
             position_ids=positions,
             attention_mask=self._slots.attention_mask(),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         self._slots.advance()

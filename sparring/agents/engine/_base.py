@@ -4,8 +4,8 @@ queue between callers and the engine's worker thread.
 An engine serves one model to many concurrent callers. Callers on any thread or event loop
 `submit` token ids with `SamplingParams`; the engine's worker thread generates and hands back a
 `Completion`. A `Request` keeps one reply as its tokens arrive and applies the rules every
-engine shares, so each engine (`sparring.agents._engine` on transformers,
-`sparring.agents._openvino` on OpenVINO GenAI) only produces tokens and their log-probabilities:
+engine shares, so each engine (`sparring.agents.engine._transformers` on transformers,
+`sparring.agents.engine._openvino` on OpenVINO GenAI) only produces tokens and their log-probabilities:
 the end of sequence, stop strings (the reply is cut before the first one, and its tokens to
 those within the cut), the token limit and streamed text that no stop string can take back.
 """
@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
-from ..errors import BackendError
+from ...errors import BackendError
 
 
 @dataclass(frozen=True)

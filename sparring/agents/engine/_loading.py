@@ -7,10 +7,10 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import BackendError
-from ._engine import Engine
-from ._engine_base import BaseEngine
-from ._spec import ModelSpec, check_adapter_dir, resolve_model_dir
+from ...errors import BackendError
+from ._transformers import Engine
+from ._base import BaseEngine
+from .._spec import ModelSpec, check_adapter_dir, resolve_model_dir
 
 _engines: dict[str, BaseEngine] = {}
 _lock = threading.Lock()

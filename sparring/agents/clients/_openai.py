@@ -24,10 +24,10 @@ from autogen_core.models import (
     RequestUsage,
 )
 
-from ..errors import BackendError
-from ._embedded_client import SparringCreateResult
+from ...errors import BackendError
+from ._embedded import SparringCreateResult
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, least_busy, loop_registry, timed, with_retries
-from ._spec import ModelSpec
+from .._spec import ModelSpec
 
 OPENAI_DEFAULTS = FaultPolicy(timeout=300.0, retries=4, backoff=1.0, max_concurrency=64)
 """Fault settings of ``openai:`` specs unless the spec's query says otherwise."""

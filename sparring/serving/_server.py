@@ -15,9 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .agents._engine import Engine
-from .agents._engine_base import Completion, SamplingParams
-from .errors import BackendError
+from ..agents.engine._base import BaseEngine, Completion, SamplingParams
+from ..errors import BackendError
 
 
 class ChatMessage(BaseModel):
@@ -64,7 +63,7 @@ class ChatRequest(BaseModel):
         return [{"role": role.get(m.role, m.role), "content": m.text()} for m in self.messages]
 
 
-def create_app(engine: Engine, served_name: str | None = None, default_max_tokens: int = 512):
+def create_app(engine: BaseEngine, served_name: str | None = None, default_max_tokens: int = 512):
     """Build the FastAPI application serving ``engine`` under the model name ``served_name``."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -111,7 +110,7 @@ def create_app(engine: Engine, served_name: str | None = None, default_max_token
     return app
 
 
-def _logprobs(engine: Engine, completion: Completion) -> dict:
+def _logprobs(engine: BaseEngine, completion: Completion) -> dict:
     tokens = engine.tokenizer.convert_ids_to_tokens(completion.token_ids)
     return {"content": [{"token": t, "logprob": lp, "bytes": None, "top_logprobs": []}
                         for t, lp in zip(tokens, completion.logprobs)]}
@@ -122,7 +121,7 @@ def _usage(completion: Completion) -> dict:
             "total_tokens": completion.prompt_tokens + completion.completion_tokens}
 
 
-def _response(body: ChatRequest, completion: Completion, request_id: str, created: int, name: str, engine: Engine) -> dict:
+def _response(body: ChatRequest, completion: Completion, request_id: str, created: int, name: str, engine: BaseEngine) -> dict:
     choice: dict[str, Any] = {
         "index": 0,
         "message": {"role": "assistant", "content": completion.text},
@@ -135,7 +134,7 @@ def _response(body: ChatRequest, completion: Completion, request_id: str, create
             "choices": [choice], "usage": _usage(completion)}
 
 
-async def _stream(body: ChatRequest, engine: Engine, prompt_ids, params, request_id, created, name):
+async def _stream(body: ChatRequest, engine: BaseEngine, prompt_ids, params, request_id, created, name):
     """Server-sent events: a role chunk, content chunks as text arrives, a final chunk, [DONE]."""
 
     def chunk(delta: dict, finish_reason: str | None = None, **extra) -> str:

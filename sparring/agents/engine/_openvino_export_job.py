@@ -2,7 +2,7 @@
 
 Usage: python _openvino_export_job.py SOURCE_DIR OUTPUT_DIR
 
-Run as a script by `sparring.agents._openvino_export`, in an environment with optimum-intel; it
+Run as a script by `sparring.agents.engine._openvino_export`, in an environment with optimum-intel; it
 imports nothing of sparring. Writes the model (float32 weights, with its KV cache as state, as
 OpenVINO GenAI's pipelines load it), its tokenizer and detokenizer, and the tokenizer files.
 """
