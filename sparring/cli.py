@@ -367,11 +367,12 @@ def protocols_list() -> None:
 
 @protocols_app.command("show")
 def protocols_show(name: str = typer.Argument(..., help="A built-in protocol name or a .yaml file.")) -> None:
-    """Print a protocol's YAML."""
+    """Print a protocol's YAML, exactly as it is (``sparring protocols show NAME > my_game.yaml`` copies it)."""
     from .protocols import load_protocol
 
     try:
-        console.print(load_protocol(name).text, markup=False, highlight=False)
+        text = load_protocol(name).text
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")  # not through rich: it would wrap lines
     except SparringError as error:
         raise _fail(error) from None
 

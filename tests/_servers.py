@@ -82,7 +82,9 @@ class FaultProxy:
     ``faults`` is consumed in order, one entry per chat completion request (then requests pass):
     ``"500"``, ``"429"`` (with Retry-After: 0), ``"401"`` (echoes the bearer key as OpenAI's
     API does), ``"hang"`` (hold the request ``hang_seconds``, then drop it), ``"drop"`` (close
-    the connection with no answer), ``"ok"`` (pass it on).
+    the connection with no answer), ``"truncate"`` (the upstream's 200 announced in full, half
+    of its body sent, then the connection closed), ``"garbage"`` (a 200 whose JSON body is cut
+    short, with a matching length), ``"ok"`` (pass it on).
     """
 
     def __init__(self, upstream: str, faults: list[str] | None = None, hang_seconds: float = 3.0):
@@ -121,8 +123,9 @@ class FaultProxy:
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                     else:
-                        self._reply(httpx.post(proxy.upstream + self.path, content=body, timeout=120,
-                                               headers={"content-type": "application/json"}))
+                        response = httpx.post(proxy.upstream + self.path, content=body, timeout=120,
+                                              headers={"content-type": "application/json"})
+                        self._reply(response, cut=fault if fault in ("truncate", "garbage") else None)
                 except OSError:
                     self.close_connection = True  # the client gave up first
 
@@ -136,12 +139,17 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _reply(self, response: httpx.Response) -> None:
+            def _reply(self, response: httpx.Response, cut: str | None = None) -> None:
+                content = response.content
+                sent = content[: len(content) // 2] if cut else content
                 self.send_response(response.status_code)
                 self.send_header("content-type", response.headers.get("content-type", "application/json"))
-                self.send_header("content-length", str(len(response.content)))
+                self.send_header("content-length", str(len(content if cut == "truncate" else sent)))
                 self.end_headers()
-                self.wfile.write(response.content)
+                self.wfile.write(sent)
+                if cut == "truncate":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

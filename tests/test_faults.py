@@ -18,7 +18,7 @@ from sparring.cli import _check_errors, app
 from sparring.protocols import load_protocol, play
 from sparring.transcripts import latest_by_id, read_transcripts
 
-FAST = "retries=5&backoff=0.01&timeout=4"  # a hang (6 s) times out; retries come at once
+FAST = "retries=8&backoff=0.01&timeout=4"  # a hang (6 s) times out; retries come at once
 HANG = 6.0
 
 
@@ -36,7 +36,7 @@ def _play(protocol_path, spec, out, games):
 
 @pytest.mark.parametrize("scheme", ["openai", "litellm"])
 def test_injected_faults_are_retried_and_the_run_completes(server, tmp_path, scheme):
-    faults = ["500", "429", "hang", "drop", "500"]
+    faults = ["500", "429", "hang", "drop", "truncate", "garbage", "500"]
     with FaultProxy(server, faults, hang_seconds=HANG) as proxy:
         spec = (f"openai:{MODEL}@{proxy.url}?{FAST}" if scheme == "openai"
                 else f"litellm:openai/{MODEL}?api_base={proxy.url}&{FAST}")

@@ -11,6 +11,7 @@ belong to the loop that made them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -137,13 +138,15 @@ def check_request(spec: str, tools, json_output) -> None:
 
 
 def retryable(error: BaseException) -> bool:
-    """Whether another attempt may succeed: rate limits, server errors, timeouts, dropped connections."""
+    """Whether another attempt may succeed: rate limits, server errors, timeouts, dropped connections,
+    and a reply body cut short or not JSON (a proxy or server that broke off mid-reply)."""
     import httpx
     import openai
 
     if isinstance(error, openai.APIStatusError):
         return error.status_code in RETRY_STATUS
-    return isinstance(error, (openai.APIConnectionError, httpx.TransportError, asyncio.TimeoutError, ConnectionError))
+    return isinstance(error, (openai.APIConnectionError, httpx.TransportError, asyncio.TimeoutError, ConnectionError,
+                              json.JSONDecodeError, openai.APIResponseValidationError))
 
 
 def _retry_after(error: BaseException) -> float | None:
