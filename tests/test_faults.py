@@ -143,3 +143,25 @@ def test_a_spec_carrying_a_key_is_refused_before_anything_is_written(tmp_path):
                                       "--out", str(tmp_path / "run")], env={"COLUMNS": "200"})
     assert result.exit_code == 1 and "set OPENAI_API_KEY in the environment" in result.output
     assert SECRET not in result.output and not (tmp_path / "run").exists()
+
+
+SECRET_FORMS = [f"openai:{MODEL}@http://127.0.0.1:9/v1?{key}={SECRET}" for key in (
+    "api-key", "apikey", "API_KEY", "auth", "Authorization", "bearer", "x-api-key", "X_Api_Key", "pass", "passwd",
+    "secret", "client.secret", "token", "access_token", "authToken")] + [
+    f"openai:{MODEL}@http://user:{SECRET}@127.0.0.1:9/v1",
+    f"openai:{MODEL}@http://{SECRET}@127.0.0.1:9/v1",
+    f"litellm:openai/{MODEL}?api_base=http://user:{SECRET}@127.0.0.1:9/v1",
+    f"litellm:openai/{MODEL}?api_base=http://127.0.0.1:9/v1?api_key={SECRET}",
+    f"litellm:openai/{MODEL}?Api-Key={SECRET}",
+]
+
+
+@pytest.mark.parametrize("spec", SECRET_FORMS)
+def test_every_form_of_secret_in_a_spec_is_refused_and_never_repeated(spec, tmp_path):
+    """Refused before anything is written, with a message that does not repeat it (nor in --help-like echoes)."""
+    for flags in (["--model", spec], ["--role", f"asker={spec}"]):
+        result = CliRunner().invoke(app, ["play", str(quick_protocol(tmp_path)), *flags, "--out", str(tmp_path / "run")],
+                                    env={"COLUMNS": "300"})
+        assert result.exit_code == 1, result.output
+        assert "secret" in result.output.lower() or "credentials" in result.output
+        assert SECRET not in result.output and not (tmp_path / "run").exists()

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 from ..errors import BackendError
 
@@ -40,8 +40,44 @@ SCHEMES = ("hf", "openai", "litellm")
 EXAMPLES = ("hf:smollm2-135m", "hf:/path/to/model+/path/to/adapter", "openai:MODEL@http://127.0.0.1:8000/v1",
             "litellm:anthropic/MODEL")
 _OPENAI = re.compile(r"^(?P<model>[^?]+?)@(?P<urls>https?://[^?]*)(?:\?(?P<query>.*))?$")
-_SECRET = re.compile(r"api_?key|secret|password|credential|(^|_)key(_|$)|(^|_)token$", re.IGNORECASE)
-"""Query keys that name a secret: refused, since specs are written to transcripts and logs."""
+_SECRET_WORDS = frozenset({"auth", "authorization", "bearer", "pass", "passwd", "password", "passphrase", "secret",
+                           "token", "key", "apikey", "credential", "credentials"})
+_SECRET_PARTS = ("apikey", "secret", "password", "passwd", "credential", "authorization", "bearer")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a query key names a credential, in any case and with any separator (``api-key``,
+    ``X_Api_Key``, ``apiKey``, ``access.token``, ``passwd``...); ``max_tokens`` does not.
+
+    Example:
+        >>> [is_secret_key(k) for k in ("x-api-key", "authToken", "PASS", "max_tokens", "api_base")]
+        [True, True, True, False, False]
+    """
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower())
+    joined = "".join(words)
+    return any(word in _SECRET_WORDS for word in words) or any(part in joined for part in _SECRET_PARTS)
+
+
+def _url_has_secret(url: str) -> bool:
+    """Whether a URL carries credentials: a user or password, or a secret-named query key."""
+    try:
+        parts = urlsplit(url)
+        userinfo = bool(parts.username or parts.password)
+    except ValueError:
+        return "@" in url
+    return userinfo or any(is_secret_key(key) for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+
+
+def redacted(spec: str) -> str:
+    """``spec`` as error messages may show it: credentials in URLs and secret-named query values replaced by ``***``.
+
+    Example:
+        >>> redacted("openai:m@http://me:pw@h/v1?api-key=sk-1&timeout=5")
+        'openai:m@http://***@h/v1?api-key=***&timeout=5'
+    """
+    spec = re.sub(r"//[^/?#\s]*@", "//***@", spec)
+    return re.sub(r"([?&])([^=&]*)=([^&]*)",
+                  lambda m: f"{m[1]}{m[2]}=***" if is_secret_key(unquote_plus(m[2])) else m[0], spec)
 
 
 @dataclass(frozen=True)
@@ -77,6 +113,7 @@ class ModelSpec:
             `BackendError`: the spec is malformed, or it carries a secret (keys come from the environment).
         """
         scheme, sep, rest = spec.partition(":")
+        spec = redacted(spec)  # what messages show; ``rest`` is parsed
         if not sep or scheme not in SCHEMES:
             raise BackendError(
                 f"bad model spec {spec!r}: expected SCHEME:MODEL with SCHEME one of {', '.join(SCHEMES)}, "
@@ -101,9 +138,9 @@ class ModelSpec:
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise BackendError(f"bad model spec {spec!r}: {url!r} is not an http(s) URL; "
+                raise BackendError(f"bad model spec {spec!r}: {redacted(url)!r} is not an http(s) URL; "
                                    "e.g. 'http://127.0.0.1:8000/v1'")
-            if parts.username or parts.password:
+            if _url_has_secret(url):
                 raise BackendError(f"bad model spec {spec!r}: a URL must not carry credentials; "
                                    "set OPENAI_API_KEY in the environment instead")
         return cls("openai", match["model"], urls=urls, query=_query(spec, match["query"] or "", "openai", match["model"]))
@@ -155,10 +192,14 @@ def _query(spec: str, query: str, scheme: str, model: str) -> tuple[tuple[str, s
         raise BackendError(f"bad model spec: the settings after '?' must be key=value pairs joined by '&' "
                            f"(in {spec.partition('?')[0]}?...)") from None
     keys = [key for key, _ in pairs]
-    for key in keys:
-        if _SECRET.search(key):
+    for key, value in pairs:
+        if is_secret_key(key):
             raise BackendError(f"model specs must not carry secrets ({key}=... in {spec.partition('?')[0]}?...): "
                                f"set {key_variable(scheme, model)} in the environment instead")
+        if "://" in value and _url_has_secret(value):
+            raise BackendError(f"model specs must not carry secrets (credentials in the URL of {key}= in "
+                               f"{spec.partition('?')[0]}?...): set {key_variable(scheme, model)} in the environment "
+                               "instead")
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:
         raise BackendError(f"bad model spec {spec!r}: {repeated[0]} is set twice")
