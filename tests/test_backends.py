@@ -62,13 +62,13 @@ def test_openai_spec_plays_a_protocol_with_token_ids(server, tmp_path):
 def test_litellm_spec_plays_through_the_same_server(server, tmp_path):
     with FaultProxy(server) as proxy:
         spec = f"litellm:openai/{MODEL}?api_base={proxy.url}&logprobs=true&token_ids=true"
-        protocol = quick_protocol(tmp_path, extra={"top_k": 7})
+        protocol = quick_protocol(tmp_path, extra={"frequency_penalty": 0})
         summary, episodes = _play(protocol, {"asker": spec, "answerer": spec}, tmp_path / "run", games=1)
     assert summary.errors == 0, episodes[0].error
     _assert_token_ids(episodes[0], {"asker", "answerer"})
     assert proxy.requests == 2
     body = proxy.bodies[0]  # protocol extra and spec flags reach the server through litellm
-    assert body["top_k"] == 7 and body["return_token_ids"] is True and body["logprobs"] is True
+    assert body["frequency_penalty"] == 0 and body["return_token_ids"] is True and body["logprobs"] is True
     assert body["max_tokens"] == 6
 
 
@@ -77,7 +77,7 @@ def test_mixed_backends_in_one_episode(server, tmp_path):
     default); only the asker's turns reach the server."""
     with FaultProxy(server) as proxy, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        protocol = quick_protocol(tmp_path, turns=4, extra={"top_k": 5}, models={"asker": f"openai:{MODEL}@{proxy.url}"})
+        protocol = quick_protocol(tmp_path, turns=4, extra={"presence_penalty": 0}, models={"asker": f"openai:{MODEL}@{proxy.url}"})
         models = role_models(load_protocol(protocol), MODEL, {})
         assert models == {"asker": f"openai:{MODEL}@{proxy.url}", "answerer": MODEL}
         summary, episodes = _play(protocol, models, tmp_path / "run", games=1)
@@ -87,7 +87,7 @@ def test_mixed_backends_in_one_episode(server, tmp_path):
     assert [m.role for m in episode.messages] == ["asker", "answerer", "asker", "answerer"]
     assert proxy.requests == 2  # the asker's two turns; the answerer never went over HTTP
     _assert_token_ids(episode, {"asker", "answerer"})
-    assert all(body["top_k"] == 5 and body["return_token_ids"] for body in proxy.bodies)  # extra -> extra_body
+    assert all(body["presence_penalty"] == 0 and body["return_token_ids"] for body in proxy.bodies)  # extra -> extra_body
     assert any("ignores sampling.extra" in str(w.message) for w in caught)  # hf: says it ignores extra
 
 
@@ -112,12 +112,12 @@ def test_two_urls_spread_the_requests(server):
 
 
 def test_spec_settings_reach_the_request(server):
-    """Spec query: sampling defaults (here min_p) go in the body; logprobs/token_ids can be turned off."""
+    """Spec query: sampling defaults (here presence_penalty) go in the body; logprobs/token_ids can be turned off."""
     with FaultProxy(server) as proxy:
-        client = model_client(f"openai:{MODEL}@{proxy.url}?min_p=0.05&logprobs=false&token_ids=false", max_tokens=3)
+        client = model_client(f"openai:{MODEL}@{proxy.url}?presence_penalty=0&logprobs=false&token_ids=false", max_tokens=3)
         result = asyncio.run(client.create([UserMessage(content="Hi", source="user")]))
     body = proxy.bodies[0]
-    assert body["min_p"] == 0.05 and body["max_tokens"] == 3 and body["temperature"] == 0.7
+    assert body["presence_penalty"] == 0 and body["max_tokens"] == 3 and body["temperature"] == 0.7
     assert "logprobs" not in body and "return_token_ids" not in body
     assert result.content and result.token_ids is None and client.last_result is result
 

@@ -100,3 +100,66 @@ def test_errors_are_openai_shaped(server_url):
         client.chat.completions.create(model="other", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="temperature"):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], temperature=-1)
+
+
+BAD_REQUESTS = [
+    # (method, path, raw body, expected status, expected code)
+    ("GET", "/v1/nowhere", None, 404, "not_found"),
+    ("GET", "/v1/chat/completions", None, 405, "method_not_allowed"),
+    ("POST", "/v1/chat/completions", b'{"model": "x", "messages": [', 400, "invalid_json"),
+    ("POST", "/v1/chat/completions", b'{"model": "\xff\xfe", "messages": []}', 400, None),
+    ("POST", "/v1/chat/completions",
+     b'{"model": "hf:smollm2-135m", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400, "invalid_value"),
+    ("POST", "/v1/chat/completions",
+     b'{"model": "hf:smollm2-135m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}',
+     400, "invalid_value"),
+    ("POST", "/v1/chat/completions",
+     b'{"model": "hf:smollm2-135m", "messages": [{"role": "user", "content": "hi"}], "temperature": 2.5}',
+     400, "invalid_value"),
+    ("POST", "/v1/chat/completions", b'[1, 2]', 400, "invalid_value"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, status, code", BAD_REQUESTS)
+def test_bad_input_gets_an_openai_shaped_4xx_and_the_server_goes_on(server_url, method, path, body, status, code):
+    root = server_url.removesuffix("/v1")
+    response = httpx.request(method, root + path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["message"] and isinstance(error["code"], str)
+    assert code is None or error["code"] == code, error
+    client = openai.OpenAI(base_url=server_url, api_key="unused")
+    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert reply.choices[0].message.content is not None
+
+
+@pytest.mark.parametrize("field, value", [("presence_penalty", 0.5), ("frequency_penalty", 1.0),
+                                          ("logit_bias", {"42": 5}), ("response_format", {"type": "json_object"}),
+                                          ("top_k", 20)])
+def test_an_unimplemented_field_is_refused_by_name(server_url, field, value):
+    client = openai.OpenAI(base_url=server_url, api_key="unused")
+    with pytest.raises(openai.BadRequestError, match=field) as raised:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+                                       extra_body={field: value})
+    assert raised.value.code == "unsupported_field"
+    neutral = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+                                             presence_penalty=0, user="someone")  # asks for nothing: accepted
+    assert neutral.choices
+
+
+def test_n_choices_plain_and_streamed(server_url):
+    client = openai.OpenAI(base_url=server_url, api_key="unused")
+    messages = [{"role": "user", "content": "Name a fruit."}]
+    reply = client.chat.completions.create(model=MODEL, messages=messages, n=2, max_tokens=8, temperature=1.0,
+                                           seed=3, logprobs=True)
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all(c.logprobs.content and c.message.content for c in reply.choices)
+    assert reply.usage.completion_tokens == sum(len(c.logprobs.content) for c in reply.choices)
+    again = client.chat.completions.create(model=MODEL, messages=messages, n=2, max_tokens=8, temperature=1.0, seed=3)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in reply.choices]  # seed + i each
+    texts = {0: "", 1: ""}
+    for chunk in client.chat.completions.create(model=MODEL, messages=messages, n=2, max_tokens=8, temperature=1.0,
+                                                seed=3, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert [texts[0], texts[1]] == [c.message.content for c in reply.choices]

@@ -41,7 +41,8 @@ EXAMPLES = ("hf:smollm2-135m", "hf:/path/to/model+/path/to/adapter", "openai:MOD
             "litellm:anthropic/MODEL")
 _OPENAI = re.compile(r"^(?P<model>[^?]+?)@(?P<urls>https?://[^?]*)(?:\?(?P<query>.*))?$")
 _SECRET_WORDS = frozenset({"auth", "authorization", "bearer", "pass", "passwd", "password", "passphrase", "secret",
-                           "token", "key", "apikey", "credential", "credentials"})
+                           "apikey", "credential", "credentials"})
+_SECRET_LAST_WORDS = frozenset({"token", "key"})  # ``access_token``, ``x-api-key``; not ``token_ids``
 _SECRET_PARTS = ("apikey", "secret", "password", "passwd", "credential", "authorization", "bearer")
 
 
@@ -50,12 +51,13 @@ def is_secret_key(key: str) -> bool:
     ``X_Api_Key``, ``apiKey``, ``access.token``, ``passwd``...); ``max_tokens`` does not.
 
     Example:
-        >>> [is_secret_key(k) for k in ("x-api-key", "authToken", "PASS", "max_tokens", "api_base")]
-        [True, True, True, False, False]
+        >>> [is_secret_key(k) for k in ("x-api-key", "authToken", "PASS", "max_tokens", "token_ids", "api_base")]
+        [True, True, True, False, False, False]
     """
     words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower())
     joined = "".join(words)
-    return any(word in _SECRET_WORDS for word in words) or any(part in joined for part in _SECRET_PARTS)
+    return (any(word in _SECRET_WORDS for word in words) or bool(words) and words[-1] in _SECRET_LAST_WORDS
+            or any(part in joined for part in _SECRET_PARTS))
 
 
 def _url_has_secret(url: str) -> bool:
