@@ -193,18 +193,18 @@ COSTLY_TEMPLATES = [
 
 @pytest.mark.parametrize("source", COSTLY)
 def test_costly_expressions_fail_fast(source):
-    started = time.perf_counter()
+    started = time.thread_time()  # the limit is CPU time on the evaluating thread (a busy machine adds wall time)
     with pytest.raises(ExpressionError, match="f.yaml: judge.rules.0.when") as caught:
         compile_expression(source, "f.yaml: judge.rules.0.when")()
-    assert time.perf_counter() - started < 3, caught.value
+    assert time.thread_time() - started < 3, caught.value
 
 
 @pytest.mark.parametrize("template", COSTLY_TEMPLATES)
 def test_costly_templates_fail_fast(template):
-    started = time.perf_counter()
+    started = time.thread_time()
     with pytest.raises(ExpressionError, match="over a cost limit"):
         render(template, {"big": "x" * 100_000}, "f.yaml: roles.a.system")
-    assert time.perf_counter() - started < 3
+    assert time.thread_time() - started < 3
 
 
 BOMBS = {

@@ -103,10 +103,11 @@ async def test_taboo_rules_end_the_game_at_the_first_deciding_message(tmp_path):
 
 
 async def test_a_per_turn_prompt_that_renders_empty_hands_nothing(tmp_path):
-    protocol = load_protocol("adversarial_taboo")  # the defender is reminded to guess from turn 5 on
+    protocol = load_protocol("adversarial_taboo")  # with remind_defender, the defender is reminded from turn 5 on
     replies = {"attacker": [f"hint {i}" for i in range(5)], "defender": [f"answer {i}" for i in range(5)]}
     sent: dict = {}
-    await play(protocol, 1, tmp_path, {}, clients=_replay(replies, sent), overrides={"target": "apple"})
+    await play(protocol, 1, tmp_path, {}, clients=_replay(replies, sent),
+               overrides={"target": "apple", "remind_defender": True})
     calls = sent["defender"].create_calls
     last_sent = [call["messages"][-1].content for call in calls]
     assert last_sent[:2] == ["hint 0", "hint 1"]  # turns 1 and 3: the attacker's hint, no empty prompt after it
@@ -114,6 +115,17 @@ async def test_a_per_turn_prompt_that_renders_empty_hands_nothing(tmp_path):
     (episode,) = read_transcripts(tmp_path / "transcripts.jsonl")
     defender = [m for m in episode.messages if m.role == "defender"]
     assert [m.prompt is not None for m in defender] == [False, False, True, True, True]
+
+
+async def test_the_taboo_defender_is_not_reminded_by_default(tmp_path):
+    protocol = load_protocol("adversarial_taboo")
+    replies = {"attacker": [f"hint {i}" for i in range(5)], "defender": [f"answer {i}" for i in range(5)]}
+    sent: dict = {}
+    await play(protocol, 1, tmp_path, {}, clients=_replay(replies, sent), overrides={"target": "apple"})
+    last_sent = [call["messages"][-1].content for call in sent["defender"].create_calls]
+    assert last_sent == [f"hint {i}" for i in range(5)]  # every turn ends with the attacker's hint
+    (episode,) = read_transcripts(tmp_path / "transcripts.jsonl")
+    assert all(m.prompt is None for m in episode.messages if m.role == "defender")
 
 
 def test_yaml_game_plays_on_the_embedded_model_then_resumes_and_rejudges(tmp_path):

@@ -34,6 +34,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import JudgeError
 from ._answers import answers_match, extract_answer, majority_vote
 from ._parsing import match, match_all, number, number_range, numbers
+from ._spag_taboo import spag_correct_guess, spag_guess, spag_mentions
 from ._taboo import is_correct_guess, mentions, parse_guess
 
 
@@ -271,6 +272,9 @@ HELPERS: dict[str, Callable] = {
     "mentions": mentions,
     "guess": parse_guess,
     "correct_guess": is_correct_guess,
+    "spag_mentions": spag_mentions,
+    "spag_guess": spag_guess,
+    "spag_correct_guess": spag_correct_guess,
     "extract_answer": extract_answer,
     "answers_match": answers_match,
     "majority_vote": majority_vote,
