@@ -8,7 +8,15 @@ import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from sparring.errors import ProtocolError
-from sparring.protocols import load_protocol
+from sparring.protocols import Outcome, load_protocol
+
+# The roles and outcomes of both Adversarial Taboo judges (adversarial_taboo and adversarial_taboo_spag)
+A, D = "attacker", "defender"
+GUESSED = Outcome(D, "defender guessed the word")
+WRONG = Outcome(A, "defender guessed wrong")
+SAID = Outcome(A, "defender said the word")
+BROKE = Outcome(D, "attacker breaks the rules")
+TIE = Outcome(None, "tie")
 
 
 class ReplayClients:

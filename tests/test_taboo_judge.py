@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from _games import A, BROKE, D, GUESSED, SAID, TIE, WRONG
 from sparring.errors import JudgeError
 from sparring.protocols import Judge, Outcome, load_protocol
 from sparring.protocols import _taboo
@@ -19,13 +20,7 @@ from sparring.protocols._taboo import (
     parse_guess,
 )
 
-A, D = "attacker", "defender"
 OPENING = (A, "Let's chat! What do you usually have for a snack?")
-GUESSED = Outcome(D, "defender guessed the word")
-WRONG = Outcome(A, "defender guessed wrong")
-SAID = Outcome(A, "defender said the word")
-BROKE = Outcome(D, "attacker breaks the rules")
-TIE = Outcome(None, "tie")
 TABOO = Judge(load_protocol("adversarial_taboo"))
 
 

@@ -9,22 +9,16 @@ import doctest
 
 import pytest
 
-from _games import play_replayed
+from _games import A, BROKE, D, GUESSED, SAID, TIE, WRONG, play_replayed
 from sparring.protocols import Judge, Outcome, load_protocol
 from sparring.protocols import _spag_taboo
 from sparring.protocols._spag_taboo import spag_correct_guess, spag_guess, spag_mentions, spag_plural
 from sparring.protocols._taboo import load_taboo_words
 from sparring.protocols._visibility import turn_prompt
 
-A, D = "attacker", "defender"
 SPAG = Judge(load_protocol("adversarial_taboo_spag"))
 CURRENT = Judge(load_protocol("adversarial_taboo"))
 OPENING = (A, "Let's chat! What do you usually keep as a pet?")
-GUESSED = Outcome(D, "defender guessed the word")
-WRONG = Outcome(A, "defender guessed wrong")
-SAID = Outcome(A, "defender said the word")
-BROKE = Outcome(D, "attacker breaks the rules")
-TIE = Outcome(None, "tie")
 NEUTRAL = [(A, "Tell me about your day."), (D, "It was fine, thanks.")] * 5  # 10 messages, no word
 
 

@@ -165,7 +165,7 @@ def create_app(engine: BaseEngine, served_name: str | None = None, default_max_t
         if body.model != name:
             return error(404, f"model {body.model!r} is not served here; this server serves {name!r}", "model_not_found")
         chat, choices = body.chat(), body.sampling(default_max_tokens)
-        prompt_ids = engine.encode_chat(chat)
+        prompt_ids = await engine.encode_chat_async(chat)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not body.stream:

@@ -135,10 +135,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
             yield item if isinstance(item, str) else self._result(item)
 
     async def _encode(self, messages: Sequence[LLMMessage]) -> list[int]:
-        # On a thread of its own: the tokenizer releases the GIL, and the engine's thread (whose
-        # OpenVINO step() holds it for a whole decode step) takes it, so encoding on the event
-        # loop would stall every game in flight for a step, twice a turn.
-        return await asyncio.to_thread(self.engine.encode_chat, to_chat_messages(messages))
+        return await self.engine.encode_chat_async(to_chat_messages(messages))
 
     async def _generate(self, messages, params, cancellation_token) -> Completion:
         prompt_ids = await self._encode(messages)

@@ -188,6 +188,14 @@ class BaseEngine:
         """Token ids of ``messages`` under the model's chat template, ready for the assistant turn (see `encode_chat`)."""
         return encode_chat(self.tokenizer, messages)
 
+    async def encode_chat_async(self, messages: list[dict]) -> list[int]:
+        """`encode_chat` for callers on an event loop, run on a thread of its own.
+
+        The tokenizer releases the GIL and the engine's thread takes it for a whole decode step
+        (OpenVINO's step() holds it), so encoding on the loop would stall every request in flight.
+        """
+        return await asyncio.to_thread(encode_chat, self.tokenizer, messages)
+
     def decode(self, ids: list[int]) -> str:
         """The text of generated token ids (special tokens left out)."""
         return self.tokenizer.decode(ids, skip_special_tokens=True)
