@@ -23,6 +23,11 @@ errors = Console(stderr=True)
 
 MODEL_HELP = ("Model spec: hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR; "
               "openai:MODEL@URL[,URL2] (vLLM, any OpenAI-compatible server); litellm:PROVIDER/MODEL (API models).")
+PRESET_HELP = ("Training defaults by name: spag (the paper's: full weights, lr 2e-6, cosine, 3% warm-up, KL 0.2, "
+               "128 per step), spag-imitation (lr 5e-6, KL 0.1), spag-lora, spag-imitation-lora (LoRA at 10x the "
+               "lr). Flags given win over it; see docs/training.md.")
+SCHEDULER_HELP = "Learning-rate schedule: constant, linear or cosine (default constant; SPAG: cosine)."
+WARMUP_HELP = "Share of the steps spent warming the learning rate up from 0 (default 0; SPAG: 0.03)."
 
 
 protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_is_help=True)
@@ -472,6 +477,10 @@ def selfplay(
     lora_r: Optional[int] = typer.Option(None, help="LoRA rank."),
     lora_alpha: Optional[int] = typer.Option(None, help="LoRA alpha."),
     full: bool = typer.Option(False, help="Train all weights instead of a LoRA adapter."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=PRESET_HELP + " The imitation stage takes the "
+                                         "matching imitation preset (spag -> spag-imitation)."),
+    lr_scheduler: Optional[str] = typer.Option(None, "--lr-scheduler", help=SCHEDULER_HELP),
+    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", min=0, help=WARMUP_HELP),
     batch_size: Optional[int] = typer.Option(None, help="Per-device batch size."),
     grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
     kl_coeff: Optional[float] = typer.Option(None, help="SPAG: KL coefficient to the reference (default 0.2)."),
@@ -484,16 +493,17 @@ def selfplay(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .trainer import SelfPlay, SelfPlayConfig
+    from .trainer import SelfPlay, SelfPlayConfig, final_verdict
 
     train = {"max_steps": max_steps, "epochs": train_epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha,
              "full": full or None, "batch_size": batch_size, "grad_accum": grad_accum, "kl_coeff": kl_coeff,
-             "sft_coeff": sft_coeff, "clip_range": clip_range}
+             "sft_coeff": sft_coeff, "clip_range": clip_range, "lr_scheduler": lr_scheduler,
+             "warmup_ratio": warmup_ratio}
     config = SelfPlayConfig(
         protocol=protocol, model=model, out=out, epochs=epochs, games=games, eval_games=eval_games,
         eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
         sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
-        concurrency=concurrency, train={k: v for k, v in train.items() if v is not None})
+        concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         tasks: dict[str, int] = {}
@@ -505,11 +515,12 @@ def selfplay(
                 progress.advance(tasks[stage])
 
         try:
-            SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False),
-                     on_episode=on_episode).run()
+            records = SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False),
+                               on_episode=on_episode).run()
         except SparringError as error:
             raise _fail(error) from None
     console.print(f"run directory: {out} (report: sparring report {out})", highlight=False)
+    console.print(final_verdict(records), highlight=False, markup=False, soft_wrap=True)
 
 
 # --- eval ---------------------------------------------------------------------------------------
@@ -624,7 +635,8 @@ def report(
 ) -> None:
     """Write a self-contained HTML report (charts, epochs, transcripts) and the charts as PNG files.
 
-    Win rate per epoch with 95% intervals, outcomes, turns, tokens, throughput, loss, accuracy, transcripts.
+    Win rate per epoch with 95% intervals, the evidence against the start model (per-role tests and a verdict,
+    printed last), outcomes, turns, tokens, throughput, loss, SPAG training metrics, accuracy, transcripts.
 
     The page needs no server and no network; the PNGs go beside it (report.html -> report_files/).
     """
@@ -638,6 +650,8 @@ def report(
         errors.print(f"note: {note}", highlight=False, markup=False)
     console.print(f"report: {summary.output}\ncharts (PNG): {summary.png_dir} ({len(summary.png_files)} files)",
                   highlight=False)
+    if summary.verdict:
+        console.print(summary.verdict, highlight=False, markup=False, soft_wrap=True)
 
 
 # --- train --------------------------------------------------------------------------------------
@@ -654,20 +668,23 @@ def train(
     lora_r: Optional[int] = typer.Option(None, "--lora-r", min=1, help="LoRA rank (default 16); not with --full."),
     lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", min=1, help="LoRA alpha (default 2 x rank)."),
     full: bool = typer.Option(False, "--full", help="Train every weight instead of a LoRA adapter."),
-    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the data."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=PRESET_HELP),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data (default 1)."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Optimiser steps at most (overrides --epochs when > 0)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-4 with LoRA, 2e-6 with --full)."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Samples per device per micro-batch."),
-    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimiser step."),
+    lr_scheduler: Optional[str] = typer.Option(None, "--lr-scheduler", help=SCHEDULER_HELP),
+    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", min=0, help=WARMUP_HELP),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per device per micro-batch (default 4)."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1, help="Micro-batches per optimiser step (default 1)."),
     kl_coeff: Optional[float] = typer.Option(None, "--kl-coeff", min=0,
                                              help="KL to the reference (default 0.2 for spag, 0 for sft and saie)."),
-    sft_coeff: float = typer.Option(0.5, "--sft-coeff", min=0, help="spag: weight of the NLL of the sft rows."),
-    clip_range: float = typer.Option(0.2, "--clip-range", min=0, help="spag: ratio clip range; 0 turns it off."),
+    sft_coeff: Optional[float] = typer.Option(None, "--sft-coeff", min=0, help="spag: weight of the NLL of the sft rows (default 0.5)."),
+    clip_range: Optional[float] = typer.Option(None, "--clip-range", min=0, help="spag: ratio clip range (default 0.2); 0 turns it off."),
     merge: bool = typer.Option(False, "--merge", help="Also write OUTPUT/merged, the base with the adapter merged in."),
     report_to: str = typer.Option("none", "--report-to",
                                   help="Where the Trainer also logs: none, tensorboard, wandb, trackio, ... (comma-separated)."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and data order."),
-    max_length: int = typer.Option(1024, "--max-length", help="Tokens per sample at most."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per sample at most (default 1024)."),
     regenerate: bool = typer.Option(False, "--regenerate",
                                     help="saie: before each pass after the first, replay the discussions with the "
                                     "updated learner and train on the new ones (--epochs passes)."),
@@ -680,14 +697,20 @@ def train(
     DeepSpeed, FSDP: see docs/training.md), e.g.
     `accelerate launch --config_file sparring/trainer/configs/ddp.yaml -m sparring.cli train spag ...`.
     """
-    from .trainer import TrainConfig
+    from .trainer import TrainConfig, preset_settings
     from .trainer import train as run_training
 
+    given = {"lora_r": lora_r, "lora_alpha": lora_alpha, "full": full or None, "epochs": epochs, "lr": lr,
+             "lr_scheduler": lr_scheduler, "warmup_ratio": warmup_ratio, "batch_size": batch_size,
+             "grad_accum": grad_accum, "kl_coeff": kl_coeff, "sft_coeff": sft_coeff, "clip_range": clip_range,
+             "max_length": max_length}
     try:
-        config = TrainConfig(data=data, model=model, output=output, kind=kind, lora_r=lora_r, lora_alpha=lora_alpha,
-                             full=full, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
-                             grad_accum=grad_accum, kl_coeff=kl_coeff, sft_coeff=sft_coeff, clip_range=clip_range,
-                             merge=merge, report_to=report_to, seed=seed, max_length=max_length)
+        settings = preset_settings(preset) | {k: v for k, v in given.items() if v is not None}
+        if lora_r is not None or lora_alpha is not None:
+            settings["full"] = full  # a LoRA setting asks for LoRA, whatever the preset trains
+        full = bool(settings.get("full"))
+        config = TrainConfig(data=data, model=model, output=output, kind=kind, max_steps=max_steps, merge=merge,
+                             report_to=report_to, seed=seed, **settings)
         if regenerate:
             from .trainer import train_saie_regenerated
 

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparring.cli import app
-from sparring.evaluation import Tally, WinRate, wilson_interval
+from sparring.evaluation import Tally, WinRate, compare_to_baseline, wilson_interval
 from sparring.protocols import load_protocol, parse_protocol, play
 from sparring.report import ReportError, build_report
 from sparring.transcripts import Episode, Outcome, ProtocolRef, TranscriptMessage, TranscriptWriter, read_transcripts
@@ -78,7 +78,9 @@ def selfplay_run(tmp_path_factory) -> Path:
                 for e in episodes[4 * (2 - k): 4 * (2 - k) + 2]])
         winrate = _winrate(w, l, t, adapter)
         (epoch / "eval" / "winrate.json").write_text(json.dumps(winrate))
-        log = [{"step": s, "loss": round(1.2 / s ** 0.4 - 0.1 * k, 4), "learning_rate": 2e-6} for s in range(1, 9)]
+        baseline = _winrate(6, 6, 12, MODEL)
+        log = [{"step": s, "loss": round(1.2 / s ** 0.4 - 0.1 * k, 4), "learning_rate": 2e-6, "kl": 0.01 * s,
+                "ratio": 1 + 0.002 * s, "clipped": 0.0, "grad_norm": 2.0 / s} for s in range(1, 9)]
         (epoch / "adapter").mkdir()
         (epoch / "adapter" / "training_log.json").write_text(json.dumps(log + [{"step": 8, "train_loss": 0.8}]))
         reasons: dict = {}
@@ -87,11 +89,12 @@ def selfplay_run(tmp_path_factory) -> Path:
         (epoch / "epoch.json").write_text(json.dumps({
             "epoch": k, "model": model, "trained": True, "note": "",
             "play": {"games": 4, "errors": 0, "reasons": reasons, "wins": {}, "completion_tokens": 0, "seconds": 0,
-                     "tokens_per_second": 0, "episodes_per_minute": 0, "mean_turns": 0},
+                     "tokens_per_second": 0, "episodes_per_minute": 0, "mean_turns": 0, "decisive_share": 0.5,
+                     "rule_break_share": 0.25},
             "data": {"kind": "spag", "episodes": 4, "games_used": 2, "rows": 6, "game_rows": 6, "sft_rows": 0,
                      "dropped": {"tie": 2}},
             "train": {"steps": 8, "final_loss": log[-1]["loss"], "seconds": 12.5},
-            "eval": winrate}))
+            "eval": {**winrate, "evidence": compare_to_baseline(winrate, baseline)}}))
     return root
 
 
@@ -127,8 +130,9 @@ def _open(browser, html: Path):
 
 def test_selfplay_report_renders_in_headless_chromium(selfplay_run, browser, tmp_path):
     summary = build_report(selfplay_run, tmp_path / "report.html")
-    assert summary.charts == ["winrate", "outcomes", "turns_tokens", "throughput", "loss"]
+    assert summary.charts == ["winrate", "outcomes", "turns_tokens", "throughput", "loss", "training_metrics"]
     assert summary.groups == 2 and summary.episodes == 8 and summary.transcripts >= 2
+    assert summary.verdict.startswith("verdict (epoch 2): no significant difference from the start model (attacker: ")
     page = _open(browser, summary.output)
     try:
         svgs = page.locator("figure.chart svg")
@@ -139,6 +143,10 @@ def test_selfplay_report_renders_in_headless_chromium(selfplay_run, browser, tmp
         assert page.locator("#chart-winrate svg path").count() > 10  # drawn, not an empty frame
         assert page.locator("#epochs tbody th").all_inner_texts() == ["epoch 1", "epoch 2"]
         assert "win 54% [35%, 72%]" in page.locator("#epochs").inner_text()
+        evidence = page.locator("#evidence").inner_text()
+        assert "attacker" in evidence and "50%" in evidence and "25%" in evidence  # decided and broken-rule shares
+        assert "13 wins, 8 losses, p = " in evidence and page.locator("#verdict").inner_text() == summary.verdict
+        assert page.locator("#chart-training_metrics svg path").count() > 8
 
         attacker = page.locator('li.msg[data-role="attacker"] .bubble')
         defender = page.locator('li.msg[data-role="defender"] .bubble')

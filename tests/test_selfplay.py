@@ -64,6 +64,9 @@ def test_two_epochs_killed_in_epoch_two_then_resumed(tmp_path):
     resumed = subprocess.run(_selfplay_command(out, 2), capture_output=True, text=True, env=env, timeout=900)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "epoch 1: already done" in resumed.stdout
+    assert resumed.stdout.strip().splitlines()[-1].startswith("verdict (epoch 2): ")  # the run ends with its verdict
+    baseline = json.loads((out / "baseline" / "winrate.json").read_text())  # the start model against itself, once
+    assert baseline["model"] == baseline["opponent"] == "hf:smollm2-135m" and baseline["games"] == 2
     assert {p: p.stat().st_mtime_ns for p in epoch1.rglob("*") if p.is_file()} == before  # epoch 1 untouched
 
     for k in (1, 2):
@@ -74,6 +77,10 @@ def test_two_epochs_killed_in_epoch_two_then_resumed(tmp_path):
         record = json.loads((folder / "epoch.json").read_text())
         assert record["trained"] and record["train"]["steps"] == 2
         assert record["eval"]["games"] == 2 and record["play"]["games"] == 4
+        assert 0 <= record["play"]["rule_break_share"] <= record["play"]["decisive_share"] <= 1
+        evidence = record["eval"]["evidence"]
+        assert set(evidence["roles"]) == {"attacker", "defender"} and "verdict" in evidence
+        assert all(0 <= entry["p_value"] <= 1 for entry in evidence["roles"].values())
     ids = _ids(epoch2_games)
     assert len(ids) == len(set(ids)) == 4 and played_in_epoch2 <= 4  # nothing replayed twice, nothing lost
 

@@ -194,6 +194,29 @@ def test_defaults_per_kind(tmp_path):
     assert TrainConfig(data=tmp_path, model=BASE, output=tmp_path / "o", clip_range=0).clip_range is None
 
 
+def test_spag_preset_is_the_papers_settings_and_flags_win_over_it(data, tmp_path):
+    from sparring.trainer import PRESETS
+
+    assert PRESETS["spag"] | {} == {"full": True, "epochs": 1.0, "lr_scheduler": "cosine", "warmup_ratio": 0.03,
+                                    "batch_size": 4, "grad_accum": 32, "max_length": 2048, "lr": 2e-6,
+                                    "kl_coeff": 0.2, "sft_coeff": 0.5, "clip_range": 0.2}
+    assert (PRESETS["spag-imitation"]["lr"], PRESETS["spag-imitation"]["kl_coeff"]) == (5e-6, 0.1)
+    out = tmp_path / "adapter"
+    result = CliRunner().invoke(app, ["train", "spag", "--data", str(data), "--output", str(out), "--preset", "spag-lora",
+                                      "--grad-accum", "1", "--batch-size", "2", "--max-steps", "4", "--lora-r", "4",
+                                      "--max-length", "256"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "training_log.json").read_text())
+    rates = [entry["learning_rate"] for entry in card if "learning_rate" in entry]
+    # 3% warm-up of 4 steps is 1 step: up from 0, then a cosine decay from the peak 2e-5
+    assert rates[0] == 0 and rates[1] == pytest.approx(2e-5) and rates[1] > rates[2] > rates[3]
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["lora_alpha"] == 32  # --lora-r given, alpha from the preset
+    bad = CliRunner().invoke(app, ["train", "spag", "--data", str(data), "--output", str(tmp_path / "x"),
+                                   "--preset", "spagg"])
+    assert bad.exit_code != 0 and "no such preset; choose one of spag, spag-imitation" in bad.output
+
+
 def test_an_output_that_exists_or_an_unknown_logger_is_refused(data, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "adapter_config.json").write_text("{}")
@@ -206,7 +229,8 @@ def test_an_output_that_exists_or_an_unknown_logger_is_refused(data, tmp_path):
 def test_train_help():
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0
-    for option in ("--lora-r", "--full", "--kl-coeff", "--sft-coeff", "--clip-range", "--merge", "--report-to"):
+    for option in ("--lora-r", "--full", "--kl-coeff", "--sft-coeff", "--clip-range", "--merge", "--report-to",
+                   "--preset", "--lr-scheduler", "--warmup-ratio"):
         assert option in result.output
 
 

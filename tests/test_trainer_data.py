@@ -234,18 +234,22 @@ def test_saie_learner_turns_and_gold_fallback(tmp_path):
         _saie_episode("e3", q2, ["The answer is 8.", "The answer is 9."]),
         _saie_episode("e4", q3, ["The answer is 3.", "The answer is 3."]),
         _saie_episode("e5", q1, ["x", "y"], status="error"),
+        _saie_episode("e6", q1, ["2 + 3 = 5. The answer is 5.", "The answer is 5."], winner="learner"),
     ]
     path = write(tmp_path / "s.jsonl", episodes)
     summary = build_dataset("saie", [path], tmp_path / "d")
-    assert (summary.games_used, summary.game_rows, summary.gold_rows) == (1, 3, 1)
-    assert summary.dropped == {"incorrect": 3, "error": 1, "no gold rationale": 1}
+    assert (summary.games_used, summary.game_rows, summary.gold_rows) == (2, 4, 1)
+    # e1's wrong first answer (6) is never trained, though the discussion corrected it
+    assert summary.dropped == {"incorrect": 3, "error": 1, "no gold rationale": 1, "learner turn with a wrong answer": 1}
     rows = jsonl(tmp_path / "d" / "data.jsonl")
     protocol = load_protocol("saie")
     views = episode_views(protocol, episodes[0])
-    assert [r["messages"] for r in rows[:2]] == [views[0].chat(), views[2].chat()]
-    assert rows[1]["messages"][-2]["content"].startswith("Consider your partner's remark")
-    assert [m["role"] for m in rows[1]["messages"]] == ["system", "user", "assistant", "user", "user", "assistant"]
-    gold = rows[2]
+    assert rows[0]["messages"] == views[2].chat()  # the final answer, after the partner's remark
+    assert rows[0]["messages"][-2]["content"].startswith("Consider your partner's remark")
+    assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant", "user", "user", "assistant"]
+    right = episode_views(protocol, episodes[5])
+    assert [r["messages"] for r in rows[1:3]] == [right[0].chat(), right[2].chat()]  # both answers right: both rows
+    gold = rows[3]
     assert (gold["role"], gold["episode_id"], gold["reward"]) == ("learner", "e3", 1.0)
     assert gold["messages"][:-1] == episode_views(protocol, episodes[2])[0].chat(with_target=False)
     assert gold["messages"][-1] == {"role": "assistant", "content": "3+4 = 7.\nThe answer is 7."}

@@ -101,8 +101,13 @@ def debate_protocol(agents: int = DEFAULT_AGENTS, rounds: int = DEFAULT_ROUNDS, 
                            "majority vote of the last round against the gold answer.")
     header = (f"# The built-in debate protocol with agents={agents}, rounds={rounds}"
               f"{f', questions={questions}' if questions is not None else ''} (sparring.protocols._debate).\n")
-    text = header + yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-    return parse_protocol(text, Path(str(BUILTIN_DIR / f"{_DEBATE}.yaml")))
+    return parse_protocol(variant_text(data, header), Path(str(BUILTIN_DIR / f"{_DEBATE}.yaml")))
+
+
+def variant_text(data: dict, header: str) -> str:
+    """The YAML text of a protocol variant built from a loaded file's data: ``header`` (comment lines),
+    then the data with multi-line strings (prompts, rules) as literal blocks, so it stays readable."""
+    return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -26,6 +26,9 @@ CHARTS = [  # (name, function, title, caption, what is missing without it)
      "Completion tokens per second and episodes per minute of play.", "no timings to measure throughput"),
     ("loss", _charts.loss, "Training loss",
      "The trainer's logged loss per step (adapter/training_log.json).", "no training logs"),
+    ("training_metrics", _charts.training_metrics, "SPAG training metrics",
+     "Per logged step: the mean KL term and ratio to the reference over game samples, the share of samples "
+     "whose ratio was clipped, and the gradient norm.", None),
 ]
 
 
@@ -52,6 +55,7 @@ class ReportSummary:
     episodes: int = 0
     transcripts: int = 0
     missing: list[str] = field(default_factory=list)
+    verdict: str | None = None
 
 
 def build_report(run_dir: Path, output: Path) -> ReportSummary:
@@ -108,7 +112,7 @@ def build_report(run_dir: Path, output: Path) -> ReportSummary:
         raise ReportError(f"cannot write the report to {output}: {error}") from error
     return ReportSummary(output=output, png_dir=png_dir, png_files=[c.png for c in charts],
                          charts=[c.name for c in charts], groups=len(run.groups), episodes=run.episodes,
-                         transcripts=len(conversations), missing=missing)
+                         transcripts=len(conversations), missing=missing, verdict=_verdict(run))
 
 
 def _pick(run: Run, missing: list[str]):
@@ -137,6 +141,7 @@ def _render(run: Run, charts, conversations, missing: list[str]) -> str:
     return template.render(
         run=run, title=_title(run), generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         cards=_cards(run), rows=[_row(g, run.short) for g in run.groups], settings=_settings(run),
+        evidence=_evidence(run), verdict=_verdict(run),
         charts=[{"name": c.name, "title": c.title, "caption": c.caption, "svg": Markup(c.svg),
                  "png": f"{c.png.parent.name}/{c.png.name}"} for c in charts],
         conversations=conversations, missing=missing,
@@ -219,6 +224,44 @@ def _row(group: Group, short=str) -> dict[str, Any]:
         "eval": evaluation,
         "note": str(info.get("note") or ""),
     }
+
+
+def _verdict(run: Run) -> str | None:
+    """The latest evaluated epoch's verdict against the start model, as one line."""
+    group = next((g for g in reversed(run.groups) if g.evidence), None)
+    return f"verdict ({group.label}): {group.evidence['verdict']}" if group else None
+
+
+def _p(value: Any) -> str:
+    return f"{value:.2g}" if isinstance(value, (int, float)) else "–"
+
+
+def _evidence(run: Run) -> list[dict[str, Any]]:
+    """Per epoch and role: the share of decided games and of broken rules in play, the trained model's win
+    rate against the start model beside the start model's own in that role, and the p-values."""
+    rows = []
+    for group in run.groups:
+        evidence, play = group.evidence, (group.info or {}).get("play")
+        play = play if isinstance(play, dict) else {}
+        if not evidence:
+            continue
+        overall = evidence.get("overall") or {}
+        first = True
+        for role, entry in (evidence.get("roles") or {}).items():
+            rows.append({
+                "label": group.label if first else "", "role": role,
+                "decisive": _pct(play.get("decisive_share", group.stats.decisive_share)) if first else "",
+                "rule_breaks": _pct(play.get("rule_break_share")) if first else "",
+                "trained": f"{_with_ci(entry.get('win_rate'), entry.get('win_ci'))} of {entry.get('games', '–')}",
+                "baseline": (f"{_with_ci(entry.get('baseline_rate'), entry.get('baseline_ci'))} of "
+                             f"{entry.get('baseline_games', '–')}") if "baseline_rate" in entry else "–",
+                "p": _p(entry.get("p_value")),
+                "overall": (f"{overall.get('wins', '–')} wins, {overall.get('losses', '–')} losses, "
+                            f"p = {_p(overall.get('p_value'))}") if first else "",
+                "verdict": evidence["verdict"] if first else "",
+            })
+            first = False
+    return rows
 
 
 def _settings(run: Run) -> list[tuple[str, str]]:

@@ -205,6 +205,30 @@ def loss(groups: list[Group]) -> Figure | None:
         return fig
 
 
+TRAINING_METRICS = [("kl", "KL to the reference (logp - ref)"), ("ratio", "ratio exp(logp - ref)"),
+                    ("clipped", "share of samples clipped"), ("grad_norm", "gradient norm")]
+"""The SPAG trainer's logged metrics drawn by `training_metrics` (key in the log, axis label)."""
+
+
+def training_metrics(groups: list[Group]) -> Figure | None:
+    """SPAG's training metrics per logged step (KL, ratio, clipped share, gradient norm), one line per epoch."""
+    series = {key: [(g, g.metric(key)) for g in groups if g.metric(key)] for key, _ in TRAINING_METRICS}
+    shown = [(key, label) for key, label in TRAINING_METRICS if series[key]]
+    if not any(key != "grad_norm" for key, _ in shown):  # no SPAG metrics: an SFT run's gradient norm alone says little
+        return None
+    with _plt().rc_context(_STYLE):
+        fig, axes = _figure(ncols=len(shown), height=2.8, width=2.6 * len(shown) + 0.6)
+        for ax, (key, label) in zip(axes, shown):
+            for g, points in series[key]:
+                steps, values = zip(*points)
+                colour = PALETTE[groups.index(g) % len(PALETTE)]
+                ax.plot(steps, values, "o-" if len(steps) < 30 else "-", color=colour, ms=3, lw=1.4, label=g.label)
+            ax.set_title(_label(label, 34), fontsize=9.5)
+            ax.set_xlabel("step")
+        axes[0].legend(fontsize=8)
+        return fig
+
+
 def _percent():
     from matplotlib.ticker import PercentFormatter
 

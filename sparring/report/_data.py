@@ -14,7 +14,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from ..errors import SparringError
 from ..transcripts import Episode, latest_by_id, read_transcripts
@@ -48,6 +48,15 @@ class PlayStats:
     @property
     def decisive(self) -> int:
         return sum(self.wins.values())
+
+    @property
+    def decisive_share(self) -> float:
+        """The share of games without an error that had a winner."""
+        return self.decisive / self.judged if self.judged else 0.0
+
+    def share(self, reasons: Collection[str]) -> float:
+        """The share of games without an error whose outcome reason is one of ``reasons``."""
+        return sum(self.reasons[r] for r in set(reasons)) / self.judged if self.judged else 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -121,11 +130,22 @@ class Group:
     @property
     def losses(self) -> list[tuple[float, float]]:
         """(step, loss) points of the training log."""
+        return self.metric("loss")
+
+    def metric(self, key: str) -> list[tuple[float, float]]:
+        """(step, value) points of one logged training metric (``loss``, ``kl``, ``grad_norm``, ...)."""
         points = []
         for entry in self.training_log or []:
-            if isinstance(entry, dict) and isinstance(entry.get("loss"), (int, float)):
-                points.append((float(entry.get("step", len(points) + 1)), float(entry["loss"])))
+            if isinstance(entry, dict) and _number(entry.get(key)) is not None:
+                points.append((float(entry.get("step", len(points) + 1)), float(entry[key])))
         return points
+
+    @property
+    def evidence(self) -> dict[str, Any] | None:
+        """The evaluation's tests against the start model (``epoch.json``'s ``eval.evidence``), if any."""
+        evaluation = (self.info or {}).get("eval")
+        evidence = evaluation.get("evidence") if isinstance(evaluation, dict) else None
+        return evidence if isinstance(evidence, dict) and isinstance(evidence.get("verdict"), str) else None
 
 
 @dataclass

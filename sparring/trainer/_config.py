@@ -13,6 +13,8 @@ LORA_LR = 1e-4
 FULL_LR = 2e-6
 DEFAULT_LORA_R = 16
 DEFAULT_KL = {"sft": 0.0, "spag": 0.2, "saie": 0.0}
+SCHEDULERS = ("constant", "linear", "cosine")
+"""Learning-rate schedules (transformers' names)."""
 
 
 @dataclass
@@ -34,6 +36,9 @@ class TrainConfig:
         epochs (`float`, defaults to 1.0): passes over the data (SPAG: 1 per self-play round).
         max_steps (`int`, defaults to -1): optimiser steps at most; overrides ``epochs`` when positive.
         lr (`float | None`, defaults to 1e-4 with LoRA, 2e-6 with ``full`` (SPAG's setting)): learning rate.
+        lr_scheduler (`str`, defaults to ``"constant"``): the learning-rate schedule, one of `SCHEDULERS`
+            (SPAG: ``"cosine"``); with ``warmup_ratio`` the rate first rises linearly from 0.
+        warmup_ratio (`float`, defaults to 0.0): the share of the steps spent warming up (SPAG: 0.03).
         batch_size (`int`, defaults to 4): samples per device per micro-batch.
         grad_accum (`int`, defaults to 1): micro-batches per optimiser step.
         kl_coeff (`float | None`, defaults to 0.2 for spag, 0.0 for sft and saie): weight of the KL
@@ -66,6 +71,8 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int = -1
     lr: float | None = None
+    lr_scheduler: str = "constant"
+    warmup_ratio: float = 0.0
     batch_size: int = 4
     grad_accum: int = 1
     kl_coeff: float | None = None
@@ -102,6 +109,8 @@ class TrainConfig:
         if not self.clip_range:
             self.clip_range = None
         _check(self.lr > 0, "lr", self.lr, "positive")
+        _check(self.lr_scheduler in SCHEDULERS, "lr_scheduler", self.lr_scheduler, f"one of {', '.join(SCHEDULERS)}")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "at least 0 and below 1")
         _check(self.epochs > 0, "epochs", self.epochs, "positive")
         _check(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps, "-1 (use epochs) or >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
@@ -134,7 +143,7 @@ class TrainConfig:
     def trainer_kwargs(self, output_dir: Path) -> dict:
         """The transformers `TrainingArguments` both trainers share (so `sft` and `spag` compare fairly).
 
-        Constant learning rate without warmup, no gradient checkpointing, no checkpoints saved,
+        The configured schedule and warm-up, no gradient checkpointing, no checkpoints saved,
         bfloat16 autocast on CUDA.
         """
         import torch
@@ -148,7 +157,11 @@ class TrainConfig:
             max_steps=self.max_steps, logging_steps=self.logging_steps, seed=self.seed,
             report_to=names if len(names) > 1 else names[0],
             bf16=training_dtype() == torch.bfloat16, gradient_checkpointing=False, save_strategy="no",
-            disable_tqdm=True, lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0,
+            disable_tqdm=True, dataloader_num_workers=0, weight_decay=0.0,
+            warmup_steps=self.warmup_ratio,  # a float below 1 is a share of the steps (transformers 5)
+            # transformers' "constant" ignores warm-up; "constant_with_warmup" is the same schedule with it
+            lr_scheduler_type="constant_with_warmup" if self.lr_scheduler == "constant" and self.warmup_ratio
+            else self.lr_scheduler,
             dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
         )
 

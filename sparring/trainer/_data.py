@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import SparringError, TrainingError, TranscriptError
 from ..protocols import Protocol, builtin_names, load_protocol
+from ..protocols._answers import answers_match, extract_answer
 from ..protocols._views import TurnView, episode_views, fits
 from ..protocols._visibility import system_prompt, turn_prompt
 from ..transcripts import Episode, latest_by_id, read_transcripts
@@ -32,6 +33,7 @@ from ._sft_data import read_sft_data
 
 KINDS = ("imitation", "spag", "saie")
 SAIE_ROLE = "learner"
+WRONG_TURN = "learner turn with a wrong answer"
 _log = logging.getLogger(__name__)
 
 
@@ -47,7 +49,8 @@ class DataSummary:
             ``sft_rows`` from ``--sft-data``; ``gold_rows``: SAIE's gold-rationale fallbacks.
         dropped (`dict[str, int]`): reason -> count: episodes (``error``, ``tie``, an outcome
             reason such as ``attacker breaks the rules`` or ``incorrect``), ``malformed line``
-            (transcript lines skipped) and, for saie, ``no gold rationale`` (questions).
+            (transcript lines skipped) and, for saie, ``no gold rationale`` (questions) and
+            ``learner turn with a wrong answer`` (turns of correct episodes left out).
         role_rows (`dict[str, int]`): game rows per role.
         weights (`dict[str, float]`): spag: each role's sample weight.
         warnings (`list[str]`): e.g. a protocol whose hash differs from the transcripts'.
@@ -237,6 +240,14 @@ def _first_turn(protocol: Protocol | None, episode: Episode, role: str, gold: st
     return TurnView(0, role, system_prompt(protocol, episode.variables, role), [], prompt, [], gold)
 
 
+def _answers_right(text: str, variables: dict[str, Any]) -> bool:
+    """Whether a learner turn's own answer matches the gold one (True when the question has no gold answer)."""
+    item = variables.get("item")
+    if not isinstance(item, dict) or item.get("answer") is None:
+        return True
+    return answers_match(extract_answer(text), str(item["answer"]))
+
+
 def _saie(episodes, protocols, drops, roles, summary) -> list[dict]:
     learners = set(roles or [SAIE_ROLE])
     rows, dropped = [], Counter()
@@ -259,8 +270,12 @@ def _saie(episodes, protocols, drops, roles, summary) -> list[dict]:
         solved.add(key)
         summary.games_used += 1
         for view in views:
-            if view.role in learners:
-                rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
+            if view.role not in learners:
+                continue
+            if not _answers_right(view.target, episode.variables):
+                dropped[WRONG_TURN] += 1
+                continue
+            rows.append(make_row(view.chat(), view.role, 1.0, 1.0, episode.id))
     for key, group in questions.items():
         if key in solved:
             continue
@@ -303,7 +318,8 @@ def build_dataset(
     Args:
         kind (`str`): ``imitation`` (the winners' turns, or every turn of ``roles``; weight 1, and
             as ``reward`` the role's reward in the episode, which SFT does not use), ``spag`` (SPAG's rewards and role weights over decisive games) or
-            ``saie`` (the learner's turns of correct episodes; the gold rationale for questions
+            ``saie`` (the learner's turns of correct episodes whose own answer is right, so never a wrong
+            first answer that the discussion then corrected; the gold rationale for questions
             never solved).
         transcripts (`list[Path]`): transcript files; a replayed id counts once (its latest record).
         out_dir (`Path`): the dataset directory (must be empty or absent unless ``overwrite``).

@@ -24,16 +24,20 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from ..agents import ModelSpec
 from ..errors import TrainingError
+from ..evaluation._significance import compare_to_baseline
+from ..evaluation._winrate import WINRATE_FILE
 from ..protocols import Protocol, load_protocol, play
 from ..transcripts import latest_by_id, read_transcripts
 from ._config import TrainConfig, trained_spec
+from ._presets import imitation_preset, preset_settings
 
 SETTINGS_FILE = "selfplay.json"
 EPOCH_FILE = "epoch.json"
+BASELINE_DIR = "baseline"
 NO_DATA = "no training data from this epoch's games ({why}): the model is unchanged and the run goes on"
 # Settings that must match when a run directory is continued.
 _IDENTITY = ("protocol", "model", "kind", "games", "seed")
@@ -61,7 +65,9 @@ class SelfPlayConfig:
             those drawn from lists, files or question sets (not inline ``values``).
         seed (`int`, defaults to 0): seeds the games of every epoch and evaluation.
         concurrency (`int`, defaults to 32): episodes in flight at once.
-        train (`dict`): `TrainConfig` settings (``max_steps``, ``lr``, ``lora_r``, ...).
+        train (`dict`): `TrainConfig` settings (``max_steps``, ``lr``, ``lora_r``, ...); they win over the preset's.
+        preset (`str | None`): a training preset (`PRESETS`, e.g. ``"spag"``) for the self-play epochs; the
+            imitation stage takes its imitation counterpart (``spag-imitation``).
     """
 
     protocol: str
@@ -79,9 +85,11 @@ class SelfPlayConfig:
     seed: int = 0
     concurrency: int = 32
     train: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        preset_settings(self.preset)  # an unknown name fails here
         if self.kind not in (None, "spag", "saie"):
             raise TrainingError(f"--kind {self.kind!r}: expected 'spag' or 'saie'")
         for name in ("epochs", "games", "eval_games"):
@@ -176,7 +184,8 @@ class SelfPlay:
         if done.is_file():
             return json.loads(done.read_text())["next_model"]
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
-        settings = {"kl_coeff": 0.1, **self.config.train}  # SPAG's imitation stage: KL to the base
+        # SPAG's imitation stage: KL 0.1 to the base
+        settings = {"kl_coeff": 0.1, **preset_settings(imitation_preset(self.config.preset)), **self.config.train}
         if self._learn(record, folder, [Path(p) for p in self.config.imitation], "imitation", "sft", settings):
             record.note = "imitation stage"
         else:
@@ -198,7 +207,7 @@ class SelfPlay:
             return False
         record.train = self._train(folder / "data", record.model, folder / "adapter", train_kind, settings)
         record.trained = True
-        record.next_model = trained_spec(record.model, (folder / "adapter").resolve(), bool(self.config.train.get("full")))
+        record.next_model = trained_spec(record.model, (folder / "adapter").resolve(), bool(record.train["full"]))
         return True
 
     def _play(self, folder: Path, model: str, epoch: int) -> dict[str, Any]:
@@ -211,8 +220,9 @@ class SelfPlay:
         summary = asyncio.run(play(
             self.protocol, self.config.games, folder, models, concurrency=self.config.concurrency,
             seed=self._seed(epoch), resume=True, on_episode=lambda _: self._progress(stage, 0)))
-        stats = play_stats(folder / "transcripts.jsonl")
+        stats = play_stats(folder / "transcripts.jsonl", self.protocol.spec.training.drop_reasons)
         self.report(f"epoch {epoch}: {stats['games']} games, {stats['errors']} errors, "
+                    f"{stats['decisive_share']:.0%} decided, {stats['rule_break_share']:.0%} by a broken rule, "
                     f"outcomes {dict(stats['reasons'])} ({summary.skipped} already played)")
         return stats
 
@@ -231,14 +241,16 @@ class SelfPlay:
     def _train(self, data: Path, model: str, output: Path, kind: str, settings: dict | None = None) -> dict[str, Any]:
         from ._train import train
 
-        if (output / "adapter_config.json").is_file():
+        if (output / "training_log.json").is_file():  # published whole, or not at all
             self.report(f"training: {output} is already trained")
             return _train_stats(output)
-        settings = dict(self.config.train if settings is None else settings)
+        settings = dict({**preset_settings(self.config.preset), **self.config.train} if settings is None else settings)
         self.report(f"training {kind} on {data} from {model}")
-        result = train(TrainConfig(data=data, model=model, output=output, kind=kind, **settings))
+        config = TrainConfig(data=data, model=model, output=output, kind=kind, **settings)
+        result = train(config)
         self.report(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss}")
-        return {"steps": result.steps, "final_loss": result.final_loss, "seconds": round(result.seconds, 1)}
+        return {"steps": result.steps, "final_loss": result.final_loss, "seconds": round(result.seconds, 1),
+                "full": config.full, "settings": config.to_dict()}
 
     def _evaluate(self, folder: Path, model: str, epoch: int) -> dict[str, Any] | None:
         if self.config.eval_games == 0:
@@ -262,7 +274,26 @@ class SelfPlay:
         self.report(f"epoch {epoch}: against the starting model: win {result['win_rate']:.0%} "
                     f"[{result['win_ci'][0]:.0%}, {result['win_ci'][1]:.0%}], loss {result['loss_rate']:.0%}, "
                     f"tie {result['tie_rate']:.0%} over {result['games'] - result['errors']} games")
+        result["evidence"] = compare_to_baseline(result, self._baseline())
+        self.report(f"epoch {epoch}: verdict: {result['evidence']['verdict']}")
         return result
+
+    def _baseline(self) -> dict[str, Any]:
+        """The starting model against itself (``OUT/baseline/``, played once per run): each role's
+        win share when nothing was trained, the reference of the per-role tests."""
+        from ..evaluation import eval_winrate
+
+        folder = self.config.out / BASELINE_DIR
+        if (folder / WINRATE_FILE).is_file():
+            return json.loads((folder / WINRATE_FILE).read_text())
+        stage = "baseline: the starting model against itself"
+        self._progress(stage, self.config.eval_games)
+        result = asyncio.run(eval_winrate(
+            self.protocol, self.start, self.start, self.config.eval_games, folder, seed=self.config.seed * 1000 + 999,
+            concurrency=self.config.concurrency, resume=True, on_episode=lambda _: self._progress(stage, 0)))
+        self.report(f"baseline: the starting model against itself, by role: "
+                    + ", ".join(f"{role} wins {t.wins}/{t.judged}" for role, t in result.by_role.items()))
+        return result.to_dict()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -302,13 +333,25 @@ class SelfPlay:
         _write_json(path, settings)
 
 
-def play_stats(path: Path) -> dict[str, Any]:
-    """Counts of a transcripts file for epoch.json: games, errors, outcomes, wins, tokens, speed."""
+def final_verdict(records: list[EpochRecord]) -> str:
+    """The verdict of the last evaluated epoch, as one line (what `sparring selfplay` ends with)."""
+    for record in reversed(records):
+        evidence = (record.eval or {}).get("evidence")
+        if evidence:
+            return f"verdict (epoch {record.epoch}): {evidence['verdict']}"
+    return "verdict: no epoch trained and evaluated a model, so there is nothing to compare (the notes above say why)"
+
+
+def play_stats(path: Path, rule_breaks: Collection[str] = ()) -> dict[str, Any]:
+    """Counts of a transcripts file for epoch.json: games, errors, outcomes, wins, tokens, speed, and
+    the shares of decided games and of games decided by a broken rule (an outcome reason in
+    ``rule_breaks``, the protocol's ``training.drop_reasons``), over the games without an error."""
     from ..report._data import PlayStats
 
     stats = PlayStats.of(list(latest_by_id(read_transcripts(path, strict=False)).values()))
     return {
         "games": stats.games, "errors": stats.errors, "reasons": dict(stats.reasons), "wins": dict(stats.wins),
+        "decisive_share": round(stats.decisive_share, 4), "rule_break_share": round(stats.share(rule_breaks), 4),
         "completion_tokens": stats.completion_tokens, "seconds": round(stats.seconds, 1),
         "tokens_per_second": round(stats.tokens_per_second, 2),
         "episodes_per_minute": round(stats.episodes_per_minute, 2), "mean_turns": round(stats.mean_turns, 2),
@@ -325,7 +368,8 @@ def _train_stats(output: Path) -> dict[str, Any]:
     log = json.loads(log_file.read_text()) if log_file.is_file() else []
     losses = [entry["loss"] for entry in log if "loss" in entry]
     steps = max((entry.get("step", 0) for entry in log), default=0)
-    return {"steps": steps, "final_loss": losses[-1] if losses else None, "seconds": None}
+    return {"steps": steps, "final_loss": losses[-1] if losses else None, "seconds": None,
+            "full": not (output / "adapter_config.json").is_file()}
 
 
 def _heldout_questions(protocol: Protocol, count: int) -> str:

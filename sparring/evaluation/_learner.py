@@ -1,0 +1,84 @@
+"""Accuracy of a discussion's learner answering alone, with its own prompt (SAIE's evaluation).
+
+SAIE trains a learner on discussions, but the trained model is used without a partner: it is
+scored on held-out questions with the very prompt it answers with in the discussion's first turn
+(its system prompt and first-turn prompt from the protocol), one turn, judged by the protocol's
+own rule. `learner_alone` builds that one-turn variant of the protocol; `eval_learner` plays it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import yaml
+
+from ..errors import ProtocolError
+from ..protocols import Protocol, load_protocol, parse_protocol, play
+from ..protocols._debate import variant_text
+from ..protocols._play import TRANSCRIPTS
+from ..transcripts import latest_by_id, read_transcripts
+from ._qa import ACCURACY_FILE, MethodScore, QAResult
+
+LEARNER_PROMPT = "learner_prompt"
+"""The method name of this evaluation in ``accuracy.json``."""
+
+
+def learner_alone(protocol: Protocol | str | Path, questions: str, role: str = "learner") -> Protocol:
+    """The protocol with ``role`` alone answering ``questions`` in one turn, with its own prompts and judge.
+
+    Args:
+        protocol (`Protocol | str | Path`): a discussion with a question variable ``item`` (e.g. ``saie``).
+        questions (`str`): the question source of ``item`` (``"arithmetic:N:SEED"``, a ``.jsonl``, a
+            dataset name); episode ``i`` gets question ``i``.
+        role (`str`, defaults to ``"learner"``): the role that answers.
+
+    Raises:
+        `ProtocolError`: the protocol has no such role or no ``item`` variable.
+
+    Example:
+        >>> learner_alone("saie", "arithmetic:10:7").spec.schedule.order
+        ['learner']
+    """
+    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    data = yaml.safe_load(loaded.text)
+    if role not in data.get("roles", {}) or "item" not in data.get("variables", {}):
+        raise ProtocolError(f"{loaded.name}: evaluating the {role!r} alone needs a role {role!r} and a question "
+                            f"variable `item`; it has roles {sorted(data.get('roles', {}))}")
+    local = Path(questions)
+    source = str(local.resolve()) if local.suffix == ".jsonl" and local.exists() else questions
+    data["variables"]["item"] = {"questions": source, "order": "sequential"}
+    data["schedule"] = {"type": "sequence", "order": [role]}
+    data["name"] = f"{loaded.name}_{role}_alone"
+    data["description"] = f"The {role} of {loaded.name} answering alone in one turn, with its own prompts."
+    header = f"# {loaded.name} with the {role} alone, questions={questions} (sparring.evaluation._learner).\n"
+    return parse_protocol(variant_text(data, header), loaded.path)
+
+
+async def eval_learner(protocol: Protocol | str | Path, model: str, questions: str, out_dir: Path, *,
+                       limit: int, seed: int = 0, concurrency: int = 32, resume: bool = False,
+                       role: str = "learner") -> QAResult:
+    """Score ``model`` as the protocol's ``role`` answering alone on ``limit`` questions.
+
+    Writes ``out_dir/transcripts.jsonl`` and ``out_dir/accuracy.json`` (method ``learner_prompt``).
+
+    Returns:
+        `QAResult`: the accuracy with its Wilson interval; episodes that failed are not scored.
+    """
+    alone = learner_alone(protocol, questions, role)
+    out_dir = Path(out_dir)
+    models = {name: model for name in alone.spec.model_roles}
+    await play(alone, limit, out_dir, models, concurrency=concurrency, seed=seed, resume=resume)
+    outcomes = correct_by_id(out_dir)
+    result = QAResult(model, questions, len(outcomes), limit - len(outcomes), path=out_dir / TRANSCRIPTS)
+    result.methods[LEARNER_PROMPT] = MethodScore(sum(outcomes.values()), len(outcomes))
+    (out_dir / ACCURACY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def correct_by_id(out_dir: Path, role: str = "learner") -> dict[str, bool]:
+    """Episode id -> whether ``role`` won (answered right), for the episodes of ``out_dir`` that ended ok."""
+    episodes = latest_by_id(read_transcripts(Path(out_dir) / TRANSCRIPTS, strict=False)).values()
+    return {e.id: e.outcome.winner == role for e in episodes if e.status == "ok" and e.outcome is not None}
+
+
+__all__ = ["LEARNER_PROMPT", "correct_by_id", "eval_learner", "learner_alone"]
