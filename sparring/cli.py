@@ -334,7 +334,8 @@ def debate(
     seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
     resume: bool = typer.Option(False, help="Continue a run in --out."),
 ) -> None:
-    """Multi-agent debate (Du et al. 2023) against a single agent and a majority vote, on the same questions."""
+    """Multi-agent debate (Du et al. 2023) against a single agent, a majority vote and a single agent reflecting
+    on its own answers for the same rounds (Du et al.'s reflection baseline), on the same questions."""
     import asyncio
 
     from .protocols._debate import compare_debate
@@ -350,8 +351,10 @@ def debate(
         ("single agent", report.single_agent_correct, report.single_agent),
         (f"majority vote of {agents}, no debate", report.majority_vote_correct, report.majority_vote),
         (f"debate, {agents} agents x {rounds} rounds", report.debate_correct, report.debate),
+        (f"reflection, 1 agent x {rounds} rounds", report.reflection_correct, report.reflection),
     ]:
-        table.add_row(method, str(correct), f"{accuracy:.1%}")
+        if correct is not None:
+            table.add_row(method, str(correct), f"{accuracy:.1%}")
     console.print(table)
     if report.errors:
         errors.print(f"{report.errors} episode(s) failed and were not scored", highlight=False)
@@ -464,7 +467,12 @@ def selfplay(
     out: Path = typer.Option(Path("runs/selfplay"), "--out", "-o", help="Run directory (epoch_K/ per epoch); resumes."),
     eval_games: int = typer.Option(32, min=0, help="Evaluation games per epoch against the starting model (0: none)."),
     eval_questions: Optional[str] = typer.Option(None, help="SAIE: held-out questions for accuracy (a source as in `sparring debate`)."),
-    kind: Optional[str] = typer.Option(None, help="'spag' or 'saie' (default: saie for protocols with a learner role)."),
+    kind: Optional[str] = typer.Option(None, help="'spag', 'saie' or 'gold-sft' (SAIE's baseline: SFT on the gold "
+                                       "rationales, no discussion); default saie for protocols with a learner role."),
+    set_: List[str] = typer.Option([], "--set", help="VAR=VALUE: fix a variable of the played games (YAML value; "
+                                   "repeatable), e.g. --set stance=supportive for SAIE's supportive-only baseline."),
+    warmup: int = typer.Option(0, "--warmup", min=0, help="SAIE: first train plain SFT on the gold rationales of "
+                               "this many training questions (epoch_0)."),
     partner: Optional[str] = typer.Option(None, help="SAIE: the frozen partner's model (default: --model)."),
     imitation: List[Path] = typer.Option([], help="Transcripts for an imitation stage before epoch 1 (repeatable)."),
     sft_data: Optional[Path] = typer.Option(None, help="General SFT rows mixed into the SPAG data."),
@@ -499,11 +507,16 @@ def selfplay(
              "full": full or None, "batch_size": batch_size, "grad_accum": grad_accum, "kl_coeff": kl_coeff,
              "sft_coeff": sft_coeff, "clip_range": clip_range, "lr_scheduler": lr_scheduler,
              "warmup_ratio": warmup_ratio}
-    config = SelfPlayConfig(
-        protocol=protocol, model=model, out=out, epochs=epochs, games=games, eval_games=eval_games,
-        eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
-        sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
-        concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset)
+    overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
+    try:
+        config = SelfPlayConfig(
+            protocol=protocol, model=model, out=out, epochs=epochs, games=games, eval_games=eval_games,
+            overrides=overrides, warmup=warmup,
+            eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
+            sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
+            concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset)
+    except SparringError as error:
+        raise _fail(error) from None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         tasks: dict[str, int] = {}
@@ -615,7 +628,7 @@ def eval_qa_command(
     except SparringError as error:
         raise _fail(error) from None
     names = {"single_agent": "single agent", "majority_vote": f"majority vote of {agents}, no debate",
-             "debate": f"debate, {agents} agents x {rounds} rounds"}
+             "debate": f"debate, {agents} agents x {rounds} rounds", "reflection": f"reflection, 1 agent x {rounds} rounds"}
     table = Table("method", "correct", "accuracy [95% CI]", title=f"{result.questions} questions, {model}")
     for name, score in result.methods.items():
         table.add_row(names[name], f"{score.correct}/{score.total}", _with_ci(score.accuracy, score.ci))

@@ -135,13 +135,24 @@ TABLE = [
 ]
 
 
-async def test_compare_debate_scores_single_majority_and_debate(tmp_path):
-    script = Script(_debate_replies(TABLE))
+# Per question: the lone reflecting agent's answers of round 0 and round 1.
+REFLECTION = [[[True], [False]], [[False], [True]], [[False], [False]], [[False], [True]]]
+
+
+async def test_compare_debate_scores_single_majority_debate_and_reflection(tmp_path):
+    replies = _debate_replies(TABLE)
+    replies["debater_1"] += _debate_replies(REFLECTION)["debater_1"]  # the reflection plays after the debate
+    script = Script(replies)
     report = await compare_debate("arithmetic", agents=3, rounds=2, model="replay", out_dir=tmp_path, n=4,
                                   concurrency=1, clients=script)
     assert (report.questions, report.errors) == (4, 0)
     assert (report.single_agent_correct, report.majority_vote_correct, report.debate_correct) == (1, 2, 3)
     assert (report.single_agent, report.majority_vote, report.debate) == (0.25, 0.5, 0.75)
+    assert (report.reflection_correct, report.reflection) == (2, 0.5)  # its last answers: 2 of 4 right
+    reflected = _episodes(tmp_path / "reflection" / "transcripts.jsonl")
+    assert [[(m.role, m.round) for m in e.messages] for e in reflected] == [[("debater_1", 0), ("debater_1", 1)]] * 4
+    call = script.clients["debater_1"][4].create_calls[1]["messages"]  # the reflection's second round
+    assert "Examine your previous answer" in call[-1].content and isinstance(call[-2], AssistantMessage)
     episodes = _episodes(report.path)
     assert [e.variables["item"]["answer"] for e in episodes] == GOLD  # episode i got question i
     assert [e.outcome.reason for e in episodes] == ["correct", "correct", "correct", "incorrect"]

@@ -169,7 +169,7 @@ async def test_eval_qa_scores_every_method_with_intervals(tmp_path):
         return ReplayChatCompletionClient(["I think so. The answer is 12345."] * 4)
 
     result = await eval_qa("arithmetic:4", "replay", tmp_path, debate=True, agents=3, rounds=2, clients=wrong)
-    assert result.questions == 4 and set(result.methods) == {"single_agent", "majority_vote", "debate"}
+    assert result.questions == 4 and set(result.methods) == {"single_agent", "majority_vote", "debate", "reflection"}
     assert all(m.correct == 0 and m.ci == wilson_interval(0, 4) for m in result.methods.values())
     saved = json.loads((tmp_path / "accuracy.json").read_text())
     assert saved["questions"] == 4 and saved["methods"]["debate"] == {"correct": 0, "total": 4, "accuracy": 0.0,

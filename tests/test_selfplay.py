@@ -130,17 +130,40 @@ def test_bad_settings_name_the_option():
 def test_saie_loop_trains_the_learner_and_scores_held_out_questions(tmp_path):
     out = tmp_path / "saie"
     config = SelfPlayConfig(protocol=str(HERE / "protocols" / "saie_short.yaml"), model="hf:smollm2-135m", out=out,
-                            epochs=1, games=2, eval_games=1, train={"max_steps": 1, "batch_size": 2, "lora_r": 4})
+                            epochs=1, games=2, eval_games=1, overrides={"stance": "supportive"}, warmup=1,
+                            train={"max_steps": 1, "batch_size": 2, "lora_r": 4})
     lines: list[str] = []
     [record] = SelfPlay(config, report=lines.append).run()
+    warmup = json.loads((out / "epoch_0" / "epoch.json").read_text())  # gold rationales of 1 training question
+    assert warmup["trained"] and warmup["data"]["kind"] == "gold" and warmup["data"]["rows"] == 1
+    assert record.model == f"hf:smollm2-135m+{(out / 'epoch_0' / 'adapter').resolve()}"
     assert record.trained and record.data["rows"] >= 2  # right answers, else the gold rationales
     episodes = list(read_transcripts(out / "epoch_1" / "games" / "transcripts.jsonl"))
-    assert {e.models["learner"] for e in episodes} == {"hf:smollm2-135m"}
+    assert {e.models["learner"] for e in episodes} == {record.model}
     assert {e.models["partner"] for e in episodes} == {"hf:smollm2-135m"}  # the frozen partner
+    assert {e.variables["stance"] for e in episodes} == {"supportive"}  # the supportive-only baseline
     accuracy = json.loads((out / "epoch_1" / "eval" / "accuracy.json").read_text())
     assert accuracy["source"] == "arithmetic:1:1"  # other problems than the training ones (seed 0)
-    assert accuracy["methods"]["single_agent"]["total"] == 1
-    assert any("accuracy" in line for line in lines)
+    assert accuracy["methods"]["learner_prompt"]["total"] == 1
+    [alone] = read_transcripts(out / "epoch_1" / "eval" / "transcripts.jsonl")
+    assert [m.role for m in alone.messages] == ["learner"]  # the learner alone, one turn, its own prompt
+    baseline = json.loads((out / "baseline" / "accuracy.json").read_text())
+    assert baseline["model"] == "hf:smollm2-135m" and baseline["source"] == accuracy["source"]
+    evidence = record.eval["evidence"]
+    assert evidence["questions"] == 1 and "held-out questions" in evidence["verdict"]
+    assert any("accuracy" in line for line in lines) and any("verdict" in line for line in lines)
+
+
+def test_gold_sft_baseline_trains_on_gold_rationales_without_playing(tmp_path):
+    out = tmp_path / "gold"
+    result = CliRunner().invoke(app, ["selfplay", "--protocol", str(HERE / "protocols" / "saie_short.yaml"),
+                                      "--kind", "gold-sft", "--epochs", "1", "--games", "3", "--eval-games", "1",
+                                      "--out", str(out), "--max-steps", "1", "--batch-size", "2", "--lora-r", "4"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "epoch_1" / "games").exists()
+    record = json.loads((out / "epoch_1" / "epoch.json").read_text())
+    assert record["trained"] and record["data"]["rows"] == 3 and record["train"]["steps"] == 1
+    assert result.output.strip().splitlines()[-1].startswith("verdict (epoch 1): ")
 
 
 def test_train_saie_regenerate_replays_the_discussions_with_the_trained_learner(tmp_path):

@@ -1,7 +1,7 @@
 """Evaluation: win rates with both role assignments, accuracy on question sets, Wilson intervals, exact tests."""
 
 from ._qa import ACCURACY_FILE, MethodScore, QAResult, eval_qa
-from ._learner import LEARNER_PROMPT, correct_by_id, eval_learner, learner_alone
+from ._learner import LEARNER_PROMPT, correct_by_question, eval_learner, learner_alone
 from ._significance import binomial_test, compare_accuracy, compare_to_baseline, fisher_exact, verdict
 from ._wilson import wilson_interval
 from ._winrate import WINRATE_FILE, Tally, WinRate, eval_winrate
@@ -17,7 +17,7 @@ __all__ = [
     "binomial_test",
     "compare_accuracy",
     "compare_to_baseline",
-    "correct_by_id",
+    "correct_by_question",
     "eval_learner",
     "eval_qa",
     "eval_winrate",

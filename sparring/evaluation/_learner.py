@@ -68,17 +68,25 @@ async def eval_learner(protocol: Protocol | str | Path, model: str, questions: s
     out_dir = Path(out_dir)
     models = {name: model for name in alone.spec.model_roles}
     await play(alone, limit, out_dir, models, concurrency=concurrency, seed=seed, resume=resume)
-    outcomes = correct_by_id(out_dir)
+    outcomes = correct_by_question(out_dir, role)
     result = QAResult(model, questions, len(outcomes), limit - len(outcomes), path=out_dir / TRANSCRIPTS)
     result.methods[LEARNER_PROMPT] = MethodScore(sum(outcomes.values()), len(outcomes))
     (out_dir / ACCURACY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
 
-def correct_by_id(out_dir: Path, role: str = "learner") -> dict[str, bool]:
-    """Episode id -> whether ``role`` won (answered right), for the episodes of ``out_dir`` that ended ok."""
+def correct_by_question(out_dir: Path, role: str = "learner") -> dict[str, bool]:
+    """Question -> whether ``role`` won (answered right), for the episodes of ``out_dir`` that ended ok.
+
+    Questions are keyed by their text (two runs with other seeds still pair up question by question).
+    """
     episodes = latest_by_id(read_transcripts(Path(out_dir) / TRANSCRIPTS, strict=False)).values()
-    return {e.id: e.outcome.winner == role for e in episodes if e.status == "ok" and e.outcome is not None}
+    return {_question(e.variables.get("item"), e.id): e.outcome.winner == role
+            for e in episodes if e.status == "ok" and e.outcome is not None}
 
 
-__all__ = ["LEARNER_PROMPT", "correct_by_id", "eval_learner", "learner_alone"]
+def _question(item: object, fallback: str) -> str:
+    return str(item["question"]) if isinstance(item, dict) and "question" in item else fallback
+
+
+__all__ = ["LEARNER_PROMPT", "correct_by_question", "eval_learner", "learner_alone"]

@@ -30,7 +30,7 @@ from ..protocols._schema import RoleSpec
 from ._wilson import rate, wilson_interval
 
 ACCURACY_FILE = "accuracy.json"
-SINGLE, MAJORITY, DEBATE = "single_agent", "majority_vote", "debate"
+SINGLE, MAJORITY, DEBATE, REFLECTION = "single_agent", "majority_vote", "debate", "reflection"
 
 
 @dataclass
@@ -61,8 +61,9 @@ class QAResult:
         questions (`int`): questions scored (episodes that ended without an error).
         errors (`int`): episodes that failed (not scored).
         agents (`int`), rounds (`int`): the debate played (1 and 1 without ``debate``).
-        methods (`dict[str, MethodScore]`): ``single_agent``, and with debate ``majority_vote``
-            and ``debate``.
+        methods (`dict[str, MethodScore]`): ``single_agent``, and with debate ``majority_vote``,
+            ``debate`` and (with more than one round) ``reflection``, Du et al.'s single agent
+            examining its own previous answers for the same rounds.
         path (`Path | None`): the transcripts.
     """
 
@@ -126,5 +127,7 @@ async def eval_qa(
     if debate:
         result.methods[MAJORITY] = MethodScore(report.majority_vote_correct, report.questions)
         result.methods[DEBATE] = MethodScore(report.debate_correct, report.questions)
+        if report.reflection_correct is not None:
+            result.methods[REFLECTION] = MethodScore(report.reflection_correct, report.questions)
     (Path(out_dir) / ACCURACY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result

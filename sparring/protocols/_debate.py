@@ -132,6 +132,9 @@ class DebateReport:
         single_agent_correct (`int`): ``debater_1``'s first (independent) answer was right.
         majority_vote_correct (`int`): the majority of the first-round answers was right.
         debate_correct (`int`): the majority of the last round's answers was right.
+        reflection_correct (`int | None`): Du et al.'s reflection baseline: one agent alone, answering
+            and then for ``rounds - 1`` rounds examining its own previous answer; its last answer was
+            right (same questions; a failed reflection episode counts as wrong). None when not played.
         path (`Path | None`): the transcripts.
     """
 
@@ -142,6 +145,7 @@ class DebateReport:
     single_agent_correct: int = 0
     majority_vote_correct: int = 0
     debate_correct: int = 0
+    reflection_correct: int | None = None
     path: Path | None = None
 
     def _rate(self, correct: int) -> float:
@@ -161,6 +165,11 @@ class DebateReport:
     def debate(self) -> float:
         """Accuracy of the majority vote of the last round (after debate)."""
         return self._rate(self.debate_correct)
+
+    @property
+    def reflection(self) -> float | None:
+        """Accuracy of one agent reflecting on its own answers for the same rounds (None when not played)."""
+        return None if self.reflection_correct is None else self._rate(self.reflection_correct)
 
     def add(self, episode: Episode, names: list[str]) -> None:
         """Score one episode's messages."""
@@ -209,11 +218,15 @@ async def compare_debate(
     concurrency: int = 32,
     clients: Callable[[str, RoleSpec], ChatCompletionClient] | None = None,
     resume: bool = False,
+    reflection: bool = True,
 ) -> DebateReport:
     """Play the debate over a question set and compare it with single agents on the same questions.
 
     One episode per question (episode ``i`` gets question ``i``); the transcripts go to
-    ``out_dir/transcripts.jsonl``. All three accuracies come from those transcripts.
+    ``out_dir/transcripts.jsonl``. The single-agent, majority and debate accuracies come from
+    those transcripts; with ``reflection`` (and ``rounds`` > 1) Du et al.'s reflection baseline, one
+    agent examining its own previous answer each later round, plays the same questions into
+    ``out_dir/reflection/``.
 
     Args:
         questions (`str`): the question source (see `load_questions`).
@@ -225,9 +238,10 @@ async def compare_debate(
         concurrency (`int`, defaults to 32): episodes in flight at once.
         clients: a role client factory instead of `model` (tests pass replay clients).
         resume (`bool`, defaults to False): continue a run already in ``out_dir``.
+        reflection (`bool`, defaults to True): also play the reflection baseline.
 
     Returns:
-        `DebateReport`: the three accuracies and counts.
+        `DebateReport`: the accuracies and counts.
     """
     if questions == ARITHMETIC and n is not None:
         questions = f"{ARITHMETIC}:{n}"  # the built-in generator makes 100 unless told
@@ -237,7 +251,15 @@ async def compare_debate(
     summary = await play(protocol, count, Path(out_dir), models, clients=clients, concurrency=concurrency,
                          seed=seed, resume=resume)
     ids = [episode_id(protocol.name, i, seed) for i in range(count)]
-    return score_debate(summary.path, agents, rounds, ids)
+    report = score_debate(summary.path, agents, rounds, ids)
+    if reflection and rounds > 1:
+        alone = debate_protocol(1, rounds, questions=questions)
+        reflected = await play(alone, count, Path(out_dir) / "reflection", {role: model for role in alone.spec.roles},
+                               clients=clients, concurrency=concurrency, seed=seed, resume=resume)
+        debated = latest_by_id(read_transcripts(summary.path))
+        scored = [i for i in ids if i in debated and debated[i].status == "ok"]  # the debate's questions
+        report.reflection_correct = score_debate(reflected.path, 1, rounds, scored).debate_correct
+    return report
 
 
 __all__ = ["DebateReport", "compare_debate", "debate_protocol", "debater_names", "score_debate"]

@@ -245,6 +245,15 @@ def _evidence(run: Run) -> list[dict[str, Any]]:
         play = play if isinstance(play, dict) else {}
         if not evidence:
             continue
+        if "only_trained" in evidence:  # accuracy on held-out questions, paired (SAIE)
+            n = evidence.get("questions") or 0
+            rows.append({"label": group.label, "role": "learner, alone", "decisive": "", "rule_breaks": "",
+                         "trained": f"{_pct(evidence['trained_correct'] / n if n else None)} of {n}",
+                         "baseline": f"{_pct(evidence['baseline_correct'] / n if n else None)} of {n}",
+                         "p": _p(evidence.get("p_value")),
+                         "overall": f"only trained right: {evidence['only_trained']}, only start right: "
+                                    f"{evidence['only_baseline']} (McNemar)", "verdict": evidence["verdict"]})
+            continue
         overall = evidence.get("overall") or {}
         first = True
         for role, entry in (evidence.get("roles") or {}).items():

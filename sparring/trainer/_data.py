@@ -378,4 +378,44 @@ def build_dataset(
     return summary
 
 
-__all__ = ["KINDS", "DataSummary", "build_dataset", "gold_solution", "load_rows", "read_episodes"]
+def build_gold_dataset(protocol: Protocol | str | Path, questions: int, out_dir: Path, *, seed: int = 0,
+                       overrides: dict[str, Any] | None = None, role: str = SAIE_ROLE,
+                       overwrite: bool = False) -> DataSummary:
+    """Plain SFT rows on gold rationales: for episodes ``0..questions-1`` (the questions a run with
+    ``seed`` plays), the ``role``'s first-turn chat with the question's gold solution as the reply.
+
+    This is SAIE's "plain SFT on gold rationales" baseline and its warm-up stage: no discussion is
+    played. Questions without a rationale give no row (counted as ``no gold rationale``).
+
+    Raises:
+        `TrainingError`: the protocol has no such role, or a non-empty ``out_dir``.
+    """
+    from ..protocols._variables import VariableSampler
+    from ..transcripts import episode_id
+
+    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    if role not in loaded.spec.roles:
+        raise TrainingError(f"{loaded.name} has no role {role!r} to train on gold rationales")
+    out_dir = Path(out_dir)
+    check_output(out_dir, overwrite)
+    summary = DataSummary(kind="gold", protocol=loaded.name, output=str(out_dir))
+    sampler = VariableSampler(loaded, overrides, seed)
+    rows, dropped = [], Counter()
+    for index in range(questions):
+        variables = sampler.sample(index)
+        gold = gold_solution(variables)
+        if gold is None:
+            dropped["no gold rationale"] += 1
+            continue
+        view = TurnView(0, role, system_prompt(loaded, variables, role), [],
+                        turn_prompt(loaded, variables, role, 0, []), [], gold)
+        rows.append(make_row(view.chat(), role, 1.0, 1.0, episode_id(loaded.name, index, seed)))
+    summary.episodes, summary.games_used = questions, len(rows)
+    summary.rows = summary.game_rows = summary.gold_rows = len(rows)
+    summary.role_rows = {role: len(rows)} if rows else {}
+    _merge(summary.dropped, dropped)
+    write_rows(rows, summary.to_dict(), out_dir)
+    return summary
+
+
+__all__ = ["KINDS", "DataSummary", "build_dataset", "build_gold_dataset", "gold_solution", "load_rows", "read_episodes"]

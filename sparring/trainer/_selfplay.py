@@ -28,7 +28,9 @@ from typing import Any, Callable, Collection
 
 from ..agents import ModelSpec
 from ..errors import TrainingError
-from ..evaluation._significance import compare_to_baseline
+from ..evaluation._learner import LEARNER_PROMPT, correct_by_question, eval_learner
+from ..evaluation._qa import ACCURACY_FILE
+from ..evaluation._significance import compare_accuracy, compare_to_baseline
 from ..evaluation._winrate import WINRATE_FILE
 from ..protocols import Protocol, load_protocol, play
 from ..transcripts import latest_by_id, read_transcripts
@@ -39,8 +41,9 @@ SETTINGS_FILE = "selfplay.json"
 EPOCH_FILE = "epoch.json"
 BASELINE_DIR = "baseline"
 NO_DATA = "no training data from this epoch's games ({why}): the model is unchanged and the run goes on"
+SELFPLAY_KINDS = ("spag", "saie", "gold-sft")
 # Settings that must match when a run directory is continued.
-_IDENTITY = ("protocol", "model", "kind", "games", "seed")
+_IDENTITY = ("protocol", "model", "kind", "games", "seed", "overrides", "warmup")
 
 
 @dataclass
@@ -56,11 +59,16 @@ class SelfPlayConfig:
         eval_games (`int`, defaults to 32): evaluation games per epoch (half per role assignment).
         eval_questions (`str | None`): SAIE: held-out questions; default the protocol's arithmetic
             problems drawn with another seed.
-        kind (`str | None`): ``"spag"`` or ``"saie"``; default ``"saie"`` for protocols with a
-            ``learner`` role, else ``"spag"``.
+        kind (`str | None`): ``"spag"``, ``"saie"`` or ``"gold-sft"`` (SAIE's baseline: plain SFT on the
+            gold rationales of the same questions, no discussion played); default ``"saie"`` for
+            protocols with a ``learner`` role, else ``"spag"``.
         partner (`str | None`): SAIE: the frozen partner's model (default: the starting model).
         imitation (`list[str]`): transcripts for an imitation stage before epoch 1.
         sft_data (`str | None`): general SFT rows mixed into SPAG data (``--sft-data``).
+        overrides (`dict`): fixed variable values for the played games (``--set``), e.g.
+            ``{"stance": "supportive"}`` for SAIE's supportive-only baseline.
+        warmup (`int`, defaults to 0): SAIE and gold-sft: a warm-up stage (``epoch_0``) of plain SFT on
+            the gold rationales of the first ``warmup`` training questions before epoch 1.
         holdout (`list[str] | None`): variables whose training values evaluation avoids; default
             those drawn from lists, files or question sets (not inline ``values``).
         seed (`int`, defaults to 0): seeds the games of every epoch and evaluation.
@@ -81,6 +89,8 @@ class SelfPlayConfig:
     partner: str | None = None
     imitation: list[str] = field(default_factory=list)
     sft_data: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    warmup: int = 0
     holdout: list[str] | None = None
     seed: int = 0
     concurrency: int = 32
@@ -90,8 +100,12 @@ class SelfPlayConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         preset_settings(self.preset)  # an unknown name fails here
-        if self.kind not in (None, "spag", "saie"):
-            raise TrainingError(f"--kind {self.kind!r}: expected 'spag' or 'saie'")
+        if self.kind not in (None, *SELFPLAY_KINDS):
+            raise TrainingError(f"--kind {self.kind!r}: expected one of {', '.join(SELFPLAY_KINDS)}")
+        if self.warmup < 0:
+            raise TrainingError(f"--warmup must be 0 or more, got {self.warmup}")
+        if self.warmup and self.imitation:
+            raise TrainingError("--warmup and --imitation are both a stage before epoch 1 (epoch_0): give one")
         for name in ("epochs", "games", "eval_games"):
             if getattr(self, name) < (0 if name == "eval_games" else 1):
                 raise TrainingError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -140,8 +154,11 @@ class SelfPlay:
         self.protocol: Protocol = load_protocol(config.protocol)
         roles = self.protocol.spec.model_roles
         self.kind = config.kind or ("saie" if "learner" in roles else "spag")
-        if self.kind == "saie" and "learner" not in roles:
-            raise TrainingError(f"--kind saie needs a protocol with a 'learner' role; {self.protocol.name} has {roles}")
+        if self.kind in ("saie", "gold-sft") and "learner" not in roles:
+            raise TrainingError(f"--kind {self.kind} needs a protocol with a 'learner' role; {self.protocol.name} "
+                                f"has {roles}")
+        if self.config.warmup and self.kind == "spag":
+            raise TrainingError("--warmup trains on gold rationales (SAIE): for a game, use --imitation")
         if self.kind == "spag" and len(roles) < 2:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
@@ -151,7 +168,11 @@ class SelfPlay:
         """Run every epoch not yet done; return the records of all epochs."""
         self.config.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
-        model = self._imitation_stage() if self.config.imitation else self.start
+        model = self.start
+        if self.config.imitation:
+            model = self._imitation_stage()
+        elif self.config.warmup:
+            model = self._warmup_stage()
         records = []
         for epoch in range(1, self.config.epochs + 1):
             record = self._epoch(epoch, model)
@@ -170,8 +191,12 @@ class SelfPlay:
             self.report(f"epoch {epoch}: already done ({record.note or 'trained'})")
             return record
         record = EpochRecord(epoch=epoch, model=model, next_model=model)
-        record.play = self._play(folder / "games", model, epoch)
-        if self._learn(record, folder, [folder / "games" / "transcripts.jsonl"], self.kind, self.kind):
+        if self.kind == "gold-sft":
+            data = self._gold(folder / "data", self.config.games, self._seed(epoch))
+        else:
+            record.play = self._play(folder / "games", model, epoch)
+            data = self._build(folder / "data", [folder / "games" / "transcripts.jsonl"], self.kind)
+        if self._learn(record, folder, data, "sft" if self.kind == "gold-sft" else self.kind):
             record.eval = self._evaluate(folder / "eval", record.next_model, epoch)
         else:
             self.report(f"epoch {epoch}: {record.note}")
@@ -186,7 +211,8 @@ class SelfPlay:
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
         # SPAG's imitation stage: KL 0.1 to the base
         settings = {"kl_coeff": 0.1, **preset_settings(imitation_preset(self.config.preset)), **self.config.train}
-        if self._learn(record, folder, [Path(p) for p in self.config.imitation], "imitation", "sft", settings):
+        data = self._build(folder / "data", [Path(p) for p in self.config.imitation], "imitation")
+        if self._learn(record, folder, data, "sft", settings):
             record.note = "imitation stage"
         else:
             record.note = record.note.replace("this epoch's games", "the imitation transcripts")
@@ -194,13 +220,26 @@ class SelfPlay:
         _write_json(done, asdict(record))
         return record.next_model
 
-    def _learn(self, record: EpochRecord, folder: Path, transcripts: list[Path], data_kind: str, train_kind: str,
-               settings: dict | None = None) -> bool:
-        """Build ``folder/data`` from ``transcripts`` and train ``folder/adapter`` on it, filling ``record``.
+    def _warmup_stage(self) -> str:
+        """SAIE's warm-up (``epoch_0``): plain SFT on the gold rationales of the first ``warmup`` questions."""
+        folder = self.config.out / "epoch_0"
+        done = folder / EPOCH_FILE
+        if done.is_file():
+            return json.loads(done.read_text())["next_model"]
+        record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
+        data = self._gold(folder / "data", self.config.warmup, self._seed(1))  # a subset of epoch 1's questions
+        if self._learn(record, folder, data, "sft"):
+            record.note = f"warm-up on the gold rationales of {data.rows} questions"
+        else:
+            self.report(f"warm-up: {record.note}")
+        _write_json(done, asdict(record))
+        return record.next_model
+
+    def _learn(self, record: EpochRecord, folder: Path, data, train_kind: str, settings: dict | None = None) -> bool:
+        """Train ``folder/adapter`` on the built ``data`` (a `DataSummary` of ``folder/data``), filling ``record``.
 
         Returns whether it trained: without training data ``record.note`` says why instead.
         """
-        data = self._build(folder / "data", transcripts, data_kind)
         record.data = data.to_dict()
         if data.game_rows == 0:
             record.note = NO_DATA.format(why=_why_no_data(data))
@@ -219,12 +258,24 @@ class SelfPlay:
         self._progress(stage, self.config.games)
         summary = asyncio.run(play(
             self.protocol, self.config.games, folder, models, concurrency=self.config.concurrency,
-            seed=self._seed(epoch), resume=True, on_episode=lambda _: self._progress(stage, 0)))
+            seed=self._seed(epoch), resume=True, overrides=self.config.overrides or None,
+            on_episode=lambda _: self._progress(stage, 0)))
         stats = play_stats(folder / "transcripts.jsonl", self.protocol.spec.training.drop_reasons)
         self.report(f"epoch {epoch}: {stats['games']} games, {stats['errors']} errors, "
                     f"{stats['decisive_share']:.0%} decided, {stats['rule_break_share']:.0%} by a broken rule, "
                     f"outcomes {dict(stats['reasons'])} ({summary.skipped} already played)")
         return stats
+
+    def _gold(self, folder: Path, questions: int, seed: int):
+        """``folder``: plain SFT rows on the gold rationales of the first ``questions`` questions of ``seed``."""
+        from ._data import DataSummary, build_gold_dataset
+
+        summary_file = folder / "summary.json"
+        if summary_file.is_file():
+            return DataSummary(**json.loads(summary_file.read_text()))
+        summary = build_gold_dataset(self.protocol, questions, folder, seed=seed, overrides=self.config.overrides)
+        self.report(f"data: {summary.rows} gold-rationale rows from {questions} questions")
+        return summary
 
     def _build(self, folder: Path, transcripts: list[Path], kind: str):
         from ._data import DataSummary, build_dataset
@@ -255,15 +306,19 @@ class SelfPlay:
     def _evaluate(self, folder: Path, model: str, epoch: int) -> dict[str, Any] | None:
         if self.config.eval_games == 0:
             return None
-        from ..evaluation import eval_qa, eval_winrate
+        from ..evaluation import eval_winrate
 
         seed = self._seed(epoch) + 500
-        if self.kind == "saie":
-            questions = self.config.eval_questions or _heldout_questions(self.protocol, self.config.eval_games)
-            result = asyncio.run(eval_qa(questions, model, folder, limit=self.config.eval_games, seed=seed,
-                                         concurrency=self.config.concurrency, resume=True)).to_dict()
-            single = next(iter(result["methods"].values()))
-            self.report(f"epoch {epoch}: accuracy {single['accuracy']:.1%} on {single['total']} held-out questions")
+        if self.kind != "spag":
+            result = self._accuracy(folder, model, seed)
+            score = result["methods"][LEARNER_PROMPT]
+            self.report(f"epoch {epoch}: accuracy {score['accuracy']:.1%} on {score['total']} held-out questions "
+                        "(the learner alone, with its own prompt)")
+            baseline = self._accuracy(self.config.out / BASELINE_DIR, self.start, self.config.seed * 1000 + 999)
+            result["evidence"] = compare_accuracy(correct_by_question(folder), correct_by_question(
+                self.config.out / BASELINE_DIR))
+            result["baseline"] = baseline["methods"][LEARNER_PROMPT]
+            self.report(f"epoch {epoch}: verdict: {result['evidence']['verdict']}")
             return result
         stage = f"epoch {epoch}: evaluating"
         self._progress(stage, self.config.eval_games)
@@ -278,6 +333,14 @@ class SelfPlay:
         self.report(f"epoch {epoch}: verdict: {result['evidence']['verdict']}")
         return result
 
+    def _accuracy(self, folder: Path, model: str, seed: int) -> dict[str, Any]:
+        """``model`` as the learner alone, with its own prompt, on the held-out questions (``accuracy.json``)."""
+        if (folder / ACCURACY_FILE).is_file():
+            return json.loads((folder / ACCURACY_FILE).read_text())
+        questions = self.config.eval_questions or _heldout_questions(self.protocol, self.config.eval_games)
+        return asyncio.run(eval_learner(self.protocol, model, questions, folder, limit=self.config.eval_games,
+                                        seed=seed, concurrency=self.config.concurrency, resume=True)).to_dict()
+
     def _baseline(self) -> dict[str, Any]:
         """The starting model against itself (``OUT/baseline/``, played once per run): each role's
         win share when nothing was trained, the reference of the per-role tests."""
@@ -291,7 +354,7 @@ class SelfPlay:
         result = asyncio.run(eval_winrate(
             self.protocol, self.start, self.start, self.config.eval_games, folder, seed=self.config.seed * 1000 + 999,
             concurrency=self.config.concurrency, resume=True, on_episode=lambda _: self._progress(stage, 0)))
-        self.report(f"baseline: the starting model against itself, by role: "
+        self.report("baseline: the starting model against itself, by role: "
                     + ", ".join(f"{role} wins {t.wins}/{t.judged}" for role, t in result.by_role.items()))
         return result.to_dict()
 
