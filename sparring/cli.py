@@ -743,6 +743,39 @@ def train(
                   + f"\nplay it with: --model {result.play_spec}", highlight=False, soft_wrap=True)
 
 
+# --- import -----------------------------------------------------------------------------------
+
+import_app = typer.Typer(help="Import games played by other tools as sparring transcripts.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("spag")
+def import_spag_command(
+    file: Path = typer.Argument(..., help="A SPAG game file: a .json list (e.g. gpt4_game_top30k_results.json) "
+                                "or .jsonl, records with history, target_word and max_turns."),
+    out: Path = typer.Option(..., "--out", "-o", help="The transcripts .jsonl to write (replaced in one step when done)."),
+    model: str = typer.Option("gpt-4", help="The model that played the games, logged as both roles' model."),
+    overwrite: bool = typer.Option(False, help="Replace an --out file that already holds data."),
+) -> None:
+    """Turn SPAG's released games into adversarial_taboo_spag transcripts, judged by the official rules.
+
+    Every message is kept; training (sparring data build, selfplay --imitation) uses a game only up
+    to its deciding message, as SPAG's code does. A bad record stops the import before anything is
+    written, naming the file, line and record.
+    """
+    from .importers import import_spag
+
+    try:
+        summary = import_spag(file, out, model=model, overwrite=overwrite)
+    except SparringError as error:
+        raise _fail(error) from None
+    console.print(f"imported {summary.games} SPAG games from {file}", highlight=False)
+    _print_summary(summary)
+    if summary.capped:
+        errors.print(f"note: {summary.capped} game(s) hold more than 10 messages: judged their first 10 (as SPAG "
+                     "does); the rest are kept, never trained on", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point of the `sparring` console script.
 

@@ -314,6 +314,25 @@ def test_output_is_refused_replaced_and_written_atomically(tmp_path, monkeypatch
         load_rows(tmp_path / "nowhere")
 
 
+def test_no_row_comes_after_the_deciding_message(tmp_path):
+    """A record that went on after its deciding message (re-judged from elsewhere) trains only up to it,
+    as SPAG's data builder does; one whose recorded outcome the rules do not reach is used as recorded."""
+    texts = ["A red fruit.", "I know the word: apple!", "Yes!", "Great game."]
+    messages = [TranscriptMessage(role=("attacker", "defender")[i % 2], content=t, turn=i, round=i)
+                for i, t in enumerate(texts)]
+    ref = ProtocolRef(name=TABOO, hash=load_protocol(TABOO).hash)
+    decided = Episode(id="d", protocol=ref, variables={"target": "apple"}, messages=messages,
+                      outcome=Outcome(winner="defender", reason="defender guessed the word"))
+    other = decided.model_copy(update={"id": "o", "outcome": Outcome(winner="defender", reason="judged by hand")})
+    path = write(tmp_path / "t.jsonl", [decided, other])
+    summary = build_dataset("imitation", [path], tmp_path / "d", roles=["attacker", "defender"])
+    got = [(r["episode_id"], r["messages"][-1]["content"]) for r in jsonl(tmp_path / "d" / "data.jsonl")]
+    assert got == [("d", texts[0]), ("d", texts[1])] + [("o", t) for t in texts] and not summary.warnings
+    build_dataset("spag", [path], tmp_path / "s", vary_prompts=False)
+    assert [(r["episode_id"], r["reward"]) for r in jsonl(tmp_path / "s" / "data.jsonl")] == [
+        ("d", 1.0), ("o", pytest.approx(0.4444, abs=1e-4)), ("o", pytest.approx(0.5556, abs=1e-4))]
+
+
 def test_foreign_records_get_a_plain_view_and_hash_changes_warn(tmp_path):
     foreign = {"id": "x1", "protocol": {"name": "their_taboo"}, "variables": {"target": "tree"},
                "messages": [{"role": "attacker", "content": "Leaves?"}, {"role": "defender", "content": "Bush?"}],

@@ -101,7 +101,7 @@ def rejudge(
     with _replace_atomically(Path(out)) if out is not None else contextlib.nullcontext() as file:
         for episode in episodes.values():
             if episode.status == "ok":
-                messages, capped = _within_schedule(protocol, [m.model_dump() for m in episode.messages], cap)
+                messages, capped = within_schedule(protocol, [m.model_dump() for m in episode.messages], cap)
                 summary.capped += capped
                 try:
                     messages = with_states(protocol, episode.variables, messages)
@@ -118,7 +118,7 @@ def rejudge(
     return summary
 
 
-def _within_schedule(protocol: Protocol, messages: list[dict], cap: int) -> tuple[list[dict], bool]:
+def within_schedule(protocol: Protocol, messages: list[dict], cap: int) -> tuple[list[dict], bool]:
     """The messages to judge: all before the ``cap + 1``-th player message (an LLM judge's replies
     are no player messages, so one after the ``cap``-th is kept); and whether any were left out."""
     llm = protocol.spec.judge.llm

@@ -396,6 +396,40 @@ class JudgeSpec(_Strict):
     )
 
 
+class SpeakerLabels(_Strict):
+    """One set of speaker names of a training query: the trained role's and everyone else's."""
+
+    own: str = Field(description="Jinja2 over `speaker`: the label of the trained role's messages and of the "
+                     "line it answers on, e.g. 'Assistant' or '{{ speaker }}' (its role name).")
+    others: str = Field(description="Jinja2 over `speaker`: the label of the other roles' messages, e.g. 'Human'.")
+
+
+class VariationSpec(_Strict):
+    """Training prompts written as one query drawn from these parts, as SPAG's
+    ``randomly_convert_game_history_to_query`` does: each list is drawn from uniformly (repeat an entry
+    to weight it), the rules' wording from the role's ``system`` and ``system_variants``."""
+
+    history_prefixes: list[str] = Field(
+        min_length=1, description="Text put before each history line, the rules line and the answer line "
+        "(e.g. '\\n\\n### ').")
+    speaker_labels: list[SpeakerLabels] = Field(min_length=1, description="Sets of speaker labels.")
+    layouts: list[Literal["chat", "chat_inverse", "alpaca"]] = Field(
+        default_factory=lambda: ["chat", "chat_inverse", "alpaca"], min_length=1,
+        description="chat: rules line (with the instruction), history, answer line; chat_inverse: the history "
+        "first; alpaca: rules, history header and lines, instruction, answer line.")
+    system_prefixes: list[str] = Field(min_length=1, description="Names of the rules line, e.g. 'Rules'.")
+    instructions: dict[str, str] = Field(
+        min_length=1, description="Per role, Jinja2 over the names of its `system` prompt: what it is asked to do "
+        "(SPAG: 'You are the attacker. The target word is `{{ target }}`. ...').")
+    no_history: str = Field("", description="Text after the rules (chat: after the instruction) at the first turn.")
+    history_header: str = Field("", description="alpaca: the title of the history, e.g. 'Game History:'.")
+    alpaca_prefix_chance: float = Field(
+        0.2, ge=0, le=1, description="alpaca: the chance that the rules start with a system prefix and ': '.")
+    alpaca_inline_chance: float = Field(
+        0.2, ge=0, le=1, description="alpaca: the chance that the query ends with the instruction, its last "
+        "character replaced by ': ', instead of the instruction and an answer line.")
+
+
 class TrainingSpec(_Strict):
     """How `sparring data build` turns this protocol's transcripts into training data (optional)."""
 
@@ -406,6 +440,10 @@ class TrainingSpec(_Strict):
     system_variants: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Per role, paraphrased Jinja2 system prompts drawn at random for training prompts (SPAG).",
+    )
+    variation: VariationSpec | None = Field(
+        None, description="Varied training prompts as one query of drawn parts (SPAG's); none: the chat as "
+        "played or the history flattened into one message, drawn at random.",
     )
     include_invalid: bool = Field(
         False, description="Also train on replies a role's `valid` expression rejected (each with the retries "

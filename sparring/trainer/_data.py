@@ -5,7 +5,9 @@ Every row is one trained assistant turn: ``messages`` (the chat its speaker saw,
 ``sft``) and ``episode_id`` (see `_rows`). Only model replies are rows: a scripted role's
 messages are context, never rows, and a reply that its role's ``valid`` expression rejected is a
 row only under the protocol's ``training.include_invalid`` (with the reward and weight of the
-turn it was an attempt of). `build_dataset` writes the rows atomically: the
+turn it was an attempt of). No message after the one that decided its episode (or after the
+last its protocol's schedule allows) is ever a row, as SPAG's data builder cuts each game at its
+deciding message (see `_Protocols.until_decided`). `build_dataset` writes the rows atomically: the
 directory is built beside the output and renamed into place, so a failure never leaves half a
 dataset.
 """
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SparringError, TrainingError, TranscriptError
-from ..protocols import Protocol, builtin_names, load_protocol
+from ..protocols import Judge, Protocol, builtin_names, load_protocol
 from ..protocols._answers import answers_match, extract_answer
+from ..protocols._rejudge import within_schedule
 from ..protocols._views import TurnView, episode_views, fits
 from ..protocols._visibility import system_prompt, turn_prompt
 from ..transcripts import Episode, latest_by_id, read_transcripts
@@ -85,6 +88,7 @@ class _Protocols:
     def __init__(self, protocol: str | Path | Protocol | None, warnings: list[str]):
         self.explicit = load_protocol(protocol) if isinstance(protocol, (str, Path)) else protocol
         self.cache: dict[str, Protocol | None] = {}
+        self.judges: dict[str, Judge] = {}
         self.warnings = warnings
         self._warned: set[tuple] = set()
 
@@ -106,6 +110,34 @@ class _Protocols:
             self._warn(("views", type(error).__name__), f"episode {episode.id}: its prompts cannot be rebuilt, so it "
                                                         f"is left out (and any other like it): {error}")
             return None
+
+    def until_decided(self, episode: Episode) -> Episode:
+        """The episode without its messages after the one that decided it (or after the last its protocol's
+        schedule allows), which are never rows: SPAG's data builder cuts each game at its deciding message.
+
+        The deciding message is found by judging the episode again (`Judge.judge`); it stays whole when its
+        protocol is unknown, when the current rules reach another outcome than the recorded one (which
+        message decided that one is not known), or when they cannot judge it (a warning).
+        """
+        protocol = self.get(episode)
+        if protocol is None or episode.status != "ok" or episode.outcome is None:
+            return episode
+        cap = protocol.spec.schedule.max_messages()
+        messages, _ = within_schedule(protocol, [m.model_dump() for m in episode.messages], cap)
+        try:
+            if protocol.name not in self.judges:
+                self.judges[protocol.name] = Judge(protocol)
+            outcome, index = self.judges[protocol.name].judge(episode.variables, messages)
+        except SparringError as error:
+            self._warn(("judge", protocol.name), f"episodes of {protocol.name!r} cannot be judged again to find "
+                                                 f"their deciding message ({error}): all their messages are used")
+            return episode
+        if (outcome.winner, outcome.reason) != (episode.outcome.winner, episode.outcome.reason):
+            return episode
+        keep = len(messages) if index is None else index + 1
+        if keep == len(episode.messages):
+            return episode
+        return episode.model_copy(update={"messages": episode.messages[:keep]})
 
     def get(self, episode: Episode) -> Protocol | None:
         name = episode.protocol.name
@@ -156,7 +188,7 @@ def read_episodes(transcripts: list[Path], summary: DataSummary) -> list[Episode
     return latest
 
 
-def _imitation(episodes, protocols, drops, roles, summary) -> list[dict]:
+def _imitation(episodes, protocols, drops, roles, vary, rng, summary) -> list[dict]:
     rows, dropped = [], Counter()
     for episode in episodes:
         reason = drop_reason(episode, drops) if roles is None else _roles_drop(episode, drops)
@@ -168,11 +200,18 @@ def _imitation(episodes, protocols, drops, roles, summary) -> list[dict]:
         if views is None:
             continue
         summary.games_used += 1
+        protocol = protocols.get(episode)
         for view in views:
             if view.role in chosen:  # the reward column: the role's reward in the game (SFT trains on every row alike)
-                rows.append(make_row(view.chat(), view.role, episode.rewards.get(view.role, 1.0), 1.0, episode.id))
+                chat = varied_chat(view, protocol, episode, rng) if _varies(vary, protocol) else view.chat()
+                rows.append(make_row(chat, view.role, episode.rewards.get(view.role, 1.0), 1.0, episode.id))
     _merge(summary.dropped, dropped)
     return rows
+
+
+def _varies(vary: bool | None, protocol: Protocol | None) -> bool:
+    """Whether a row's prompt is varied: as asked, else (None) where the protocol declares ``training.variation``."""
+    return vary if vary is not None else protocol is not None and protocol.spec.training.variation is not None
 
 
 def _roles_drop(episode: Episode, drops: set[str]) -> str | None:
@@ -196,7 +235,7 @@ def _spag(episodes, protocols, drops, vary, rng, summary) -> list[dict]:
         if views[episode.id] is None:
             continue
         for view in views[episode.id].get(sample.index, []):  # none for a scripted or a rejected message
-            chat = varied_chat(view, protocol, episode.variables, rng) if vary else view.chat()
+            chat = varied_chat(view, protocol, episode, rng) if _varies(vary, protocol) else view.chat()
             rows.append(make_row(chat, sample.role, sample.reward, sample.weight, episode.id))
     summary.games_used = assignment.games_used - sum(failed.values())
     summary.weights = dict(assignment.weights)
@@ -331,7 +370,9 @@ def build_dataset(
         seed (`int`, defaults to 0): seeds the prompt variation.
         drop_reasons (`list[str] | None`): outcome reasons never trained on (default: the
             protocol's ``training.drop_reasons``).
-        vary_prompts (`bool | None`): vary system wording and dialogue format (default: on for spag only).
+        vary_prompts (`bool | None`): vary the prompts (SPAG's query under the protocol's
+            ``training.variation``, else system wording and dialogue format); default: on for spag,
+            for imitation only where the protocol declares ``training.variation``.
         overwrite (`bool`, defaults to False): replace a non-empty ``out_dir``.
 
     Returns:
@@ -362,11 +403,12 @@ def build_dataset(
         drops = {reason for p in found if p is not None for reason in p.spec.training.drop_reasons}
     else:
         drops = set(drop_reasons)
+    episodes = [protocols.until_decided(e) for e in episodes]
     rng = random.Random(seed)
     if kind == "imitation":
-        rows = _imitation(episodes, protocols, drops, roles, summary)
+        rows = _imitation(episodes, protocols, drops, roles, vary_prompts, rng, summary)
     elif kind == "spag":
-        rows = _spag(episodes, protocols, drops, kind == "spag" if vary_prompts is None else vary_prompts, rng, summary)
+        rows = _spag(episodes, protocols, drops, True if vary_prompts is None else vary_prompts, rng, summary)
     else:
         rows = _saie(episodes, protocols, drops, roles, summary)
     summary.game_rows = len(rows)

@@ -211,7 +211,7 @@ class SelfPlay:
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
         # SPAG's imitation stage: KL 0.1 to the base
         settings = {"kl_coeff": 0.1, **preset_settings(imitation_preset(self.config.preset)), **self.config.train}
-        data = self._build(folder / "data", [Path(p) for p in self.config.imitation], "imitation")
+        data = self._build(folder / "data", self._imitation_transcripts(folder), "imitation")
         if self._learn(record, folder, data, "sft", settings):
             record.note = "imitation stage"
         else:
@@ -219,6 +219,24 @@ class SelfPlay:
             self.report(f"imitation: {record.note}")
         _write_json(done, asdict(record))
         return record.next_model
+
+    def _imitation_transcripts(self, folder: Path) -> list[Path]:
+        """The ``--imitation`` files as transcripts: SPAG's released game files are imported first
+        (into ``epoch_0/imported/``, judged by the official rules), sparring transcripts used as they are."""
+        from ..importers import import_spag, is_spag_file
+
+        paths = []
+        for given in map(Path, self.config.imitation):
+            if not is_spag_file(given):
+                paths.append(given)
+                continue
+            imported = folder / "imported" / f"{given.stem}.jsonl"
+            if not imported.is_file():
+                summary = import_spag(given, imported)
+                self.report(f"imitation: imported {summary.games} SPAG games from {given} "
+                            f"(outcomes {dict(summary.reasons)})")
+            paths.append(imported)
+        return paths
 
     def _warmup_stage(self) -> str:
         """SAIE's warm-up (``epoch_0``): plain SFT on the gold rationales of the first ``warmup`` questions."""
