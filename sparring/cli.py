@@ -108,7 +108,7 @@ def serve(
     tensor_parallel: int = typer.Option(1, "--tensor-parallel", min=1, help="vllm: GPUs to shard the model over."),
     startup_timeout: float = typer.Option(1800, min=1, help="vllm: seconds to wait for the server to become healthy."),
 ) -> None:
-    """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /health).
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions, /health).
 
     With --engine vllm, sparring launches `vllm serve`, waits until it is healthy,
     prints the spec to play against it, and stops it on Ctrl-C.

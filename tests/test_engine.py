@@ -1,18 +1,29 @@
-"""The embedded engine on the real SmolLM2 model: batching without cross-talk, ids, logprobs, stops."""
+"""The embedded engine on the real SmolLM2 model: batching without cross-talk, ids, logprobs, stops, scoring."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 
+import pytest
 import torch
 
 from _engines import assert_a_cancelled_request_stops
 from sparring.agents import Engine, SamplingParams
+from sparring.agents.engine import _scoring
+from sparring.agents.engine._base import Piece
 
 TOPICS = ["rain", "a lighthouse", "prime numbers", "the sky at night", "a market in Madrid",
           "a famous painter", "bees", "a lost cat", "a chess opening", "spiders"]
 QUESTIONS = [f"Write a short paragraph about {topic}." for topic in TOPICS]
+SCORE_TOLERANCE = 1e-3
+"""How far a scoring pass's logprobs may be from generation's (transformers: ~1e-5; OpenVINO: ~1e-4)."""
+
+
+@pytest.fixture(params=["engine", "engine_fp32"])
+def each_engine(request):
+    """The default engine of this machine (OpenVINO on a CPU), then the transformers engine."""
+    return request.getfixturevalue(request.param)
 
 
 def _prompt(engine: Engine, text: str) -> list[int]:
@@ -83,6 +94,39 @@ async def test_stream_pieces_add_up_to_the_reply(engine):
             final = item
     assert final is not None and len(pieces) > 1
     assert "".join(pieces) == final.text
+
+
+async def test_streamed_pieces_carry_their_tokens_and_logprobs(engine):
+    *pieces, final = [item async for item in engine.stream_pieces(_prompt(engine, QUESTIONS[6]),
+                                                                   SamplingParams(temperature=0, max_tokens=20))]
+    assert len(pieces) > 1 and all(isinstance(p, Piece) and p.token_ids for p in pieces)
+    assert [t for p in pieces for t in p.token_ids] == final.token_ids
+    assert [lp for p in pieces for lp in p.logprobs] == final.logprobs
+    assert all(engine.decode(p.token_ids) == p.text for p in pieces)
+
+
+async def test_a_reply_ended_by_the_end_of_sequence_keeps_that_token(each_engine):
+    reply = await each_engine.generate(_prompt(each_engine, "Say hello."), SamplingParams(temperature=0, max_tokens=60))
+    assert reply.finish_reason == "stop" and reply.eos is not None
+    token, logprob = reply.eos
+    assert token in each_engine.eos_ids and token not in reply.token_ids and -20 < logprob <= 0
+
+
+async def test_scoring_agrees_with_generation(each_engine, monkeypatch):
+    prompt = _prompt(each_engine, QUESTIONS[5])
+    reply = await each_engine.generate(prompt, SamplingParams(temperature=0, max_tokens=12))
+    scorer = each_engine.scorer()
+    assert scorer.extend(prompt, top=None) == []  # context only
+    scores = await scorer.extend_async(reply.token_ids, top=4)
+    assert max(abs(s.logprob - lp) for s, lp in zip(scores, reply.logprobs)) < SCORE_TOLERANCE
+    for score, token in zip(scores, reply.token_ids):
+        logprobs = [lp for _, lp in score.top]
+        assert len(logprobs) == 4 and logprobs == sorted(logprobs, reverse=True)
+        assert token in [t for t, _ in score.top] and score.logprob <= logprobs[0]  # greedy: among the likeliest
+    monkeypatch.setattr(_scoring, "SCORE_CHUNK", 5)  # many chunks, the state carried between them
+    whole = each_engine.scorer().extend(prompt + reply.token_ids)
+    assert whole[0] is None and len(whole) == len(prompt) + len(reply.token_ids)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(whole[len(prompt):], scores)) < 1e-4
 
 
 async def test_conversations_reuse_their_computed_beginnings(engine_fp32):

@@ -4,7 +4,8 @@ What the transformers engine's tests check (no cross-talk between concurrent req
 decode to the text, valid logprobs, stops, max tokens, streaming), plus: seeded and greedy
 replies that stay the same with other requests in flight and with the prefix cached, a
 cancelled request that stops, a LoRA adapter whose effect matches transformers with the adapter
-merged, a KV cache of fixed size, and a streaming client that disconnects from `sparring serve`.
+merged (in generation and in scoring), a KV cache of fixed size, and a streaming client that
+disconnects from `sparring serve`. Scoring's agreement with generation is in test_engine.py.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ async def test_a_trained_adapter_matches_transformers_with_the_adapter_merged(tm
     # the adapter moves the logprobs well beyond the tolerance, and OpenVINO moves them as transformers does
     assert _max_difference(base, prompt, result) > 20 * LOGPROB_TOLERANCE
     assert _max_difference(merged, prompt, result) < LOGPROB_TOLERANCE
+    scorer = adapted.scorer()  # the scoring model has the adapter merged into its weights
+    scored = scorer.extend(prompt + result.token_ids)[len(prompt):]
+    assert max(abs(s.logprob - lp) for s, lp in zip(scored, result.logprobs)) < LOGPROB_TOLERANCE
 
 
 def _max_difference(model, prompt: list[int], result) -> float:

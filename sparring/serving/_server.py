@@ -1,10 +1,33 @@
 """An OpenAI-compatible HTTP server over the embedded engine (`sparring serve`).
 
-Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (plain and ``stream: true``, ``n``
-choices), and ``GET /health``. A request field the server does not implement is refused with a
-400 naming it. Concurrent HTTP requests are batched together by the engine. Besides the OpenAI
-fields, a choice carries ``token_ids`` when the request sets ``return_token_ids`` (as vLLM does),
-and ``logprobs`` when it sets ``logprobs``.
+Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions`` (both plain
+and ``stream: true``, with ``n`` choices) and ``GET /health``. Concurrent HTTP requests are
+batched together by the engine.
+
+- ``/v1/chat/completions`` takes the fields of `ChatRequest`: ``logprobs: true`` gives each
+  token's logprob, ``top_logprobs`` (0 to 20) that many alternatives per token.
+- ``/v1/completions`` (OpenAI's legacy completions, as lm-evaluation-harness's
+  ``local-completions`` uses them) takes the fields of `CompletionRequest`: ``prompt`` as a text,
+  token ids, or a batch of either (choice ``p * n + i`` is prompt p's choice i); ``logprobs``
+  (0 to 5) gives ``{"tokens", "token_logprobs", "top_logprobs", "text_offset"}``; ``echo`` puts
+  the prompt before the reply, its tokens scored (the first has a null logprob), and with
+  ``max_tokens: 0`` nothing is generated, so the prompt alone is scored. A reply that ended at
+  the end-of-sequence token has that token last in its logprobs (its string is empty), as vLLM's.
+- Logprob token strings join to the text exactly; the rule for characters split between tokens
+  and where prompt logprobs and alternatives come from are in `sparring.serving._logprobs`.
+- Streamed, every content chunk carries the logprobs of its own tokens.
+
+A request field the server does not implement is refused with a 400 naming it; every error is a
+4xx shaped as OpenAI's. Besides the OpenAI fields, a choice carries ``token_ids`` (and a
+completion's ``prompt_token_ids``) when the request sets ``return_token_ids``, as vLLM's do.
+
+lm-evaluation-harness scores tasks against it with its ``local-completions`` model, tokenizing
+with the model's own files (``$SPARRING_HOME/models/NAME``)::
+
+    sparring serve --port 8000 &
+    lm-eval run --model local-completions --tasks arc_easy --batch_size 8 --model_args \
+      model=hf:smollm2-135m,base_url=http://127.0.0.1:8000/v1/completions,tokenizer=MODEL_DIR,\
+    tokenizer_backend=huggingface,tokenized_requests=True
 """
 
 from __future__ import annotations
@@ -13,97 +36,15 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Annotated, Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Callable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-
-from ..agents.engine._base import BaseEngine, Completion, SamplingParams
+from ..agents.engine._base import BaseEngine, Completion, Piece, SamplingParams
 from ..errors import BackendError
+from ._logprobs import ChoiceLogprobs, chat_logprobs, completion_logprobs
+from ._requests import ChatRequest, CompletionRequest
 
-
-MAX_TEMPERATURE = 2.0
-"""The highest temperature a request may ask for (OpenAI's range is 0 to 2)."""
-MAX_CHOICES = 16
-"""The most choices (``n``) one request may ask for."""
-NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "logit_bias": {}, "response_format": {"type": "text"},
-           "parallel_tool_calls": None, "tool_choice": "none"}
-"""Fields the server does not implement, accepted only at the value that asks for nothing."""
-METADATA = frozenset({"user", "metadata", "store", "service_tier"})
-"""Fields that change nothing in a reply: accepted and ignored."""
-
-
-def _valid_unicode(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(f"not valid Unicode: a lone surrogate {text[error.start]!r} at position {error.start}") from None
-    return text
-
-
-Text = Annotated[str, AfterValidator(_valid_unicode)]
-
-
-class _Strict(BaseModel):
-    """A request part that refuses every field it does not implement (naming it), except `NEUTRAL` values."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_neutral(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        return {key: value for key, value in data.items()
-                if key in cls.model_fields or not (value is None or key in METADATA
-                                                   or (key in NEUTRAL and NEUTRAL[key] == value))}
-
-
-class TextPart(_Strict):
-    type: Literal["text"]
-    text: Text
-
-
-class ChatMessage(_Strict):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: Text | list[TextPart] | None = None
-    name: str | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
-
-
-class ChatRequest(_Strict):
-    """The part of OpenAI's chat completion request the embedded engine serves; any other field is refused."""
-
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    stop: Text | list[Text] | None = None
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices, each its own generation (seed + i when seeded)")
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    logprobs: bool = False
-    return_token_ids: bool = False
-    tools: list[Any] | None = None
-
-    def sampling(self, default_max_tokens: int) -> list[SamplingParams]:
-        """The sampling settings of each of the `n` choices."""
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        max_tokens = self.max_completion_tokens or self.max_tokens or default_max_tokens
-        return [SamplingParams(self.temperature, self.top_p, max_tokens, stop, None if self.seed is None else self.seed + i)
-                for i in range(self.n)]
-
-    def chat(self) -> list[dict]:
-        if self.tools:
-            raise BackendError("tool calls are not supported by the embedded engine")
-        role = {"developer": "system"}
-        return [{"role": role.get(m.role, m.role), "content": m.text()} for m in self.messages]
+Head = Callable[..., dict]
+"""Builds a response body: ``head(object, choices, **more)``, with the request's id, time and model."""
 
 
 def _field_error(error: dict, fields: list[str]) -> str:
@@ -112,6 +53,8 @@ def _field_error(error: dict, fields: list[str]) -> str:
         return f"{where}: not supported by this server (request fields it implements: {', '.join(fields)})"
     if error["type"] == "json_invalid":
         return f"the body is not valid JSON: {error.get('ctx', {}).get('error', error['msg'])}"
+    if error["type"] == "value_error":  # our own validators' messages, without pydantic's "Value error, "
+        return f"{where}: {error.get('ctx', {}).get('error', error['msg'])}"
     return f"{where}: {error['msg']}"
 
 
@@ -128,16 +71,23 @@ def create_app(engine: BaseEngine, served_name: str | None = None, default_max_t
 
     name = served_name or engine.name
     app = FastAPI(title="sparring", description=f"OpenAI-compatible server for {name}")
+    schemas = {"/v1/chat/completions": ChatRequest, "/v1/completions": CompletionRequest}
 
     def error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
 
+    def head_of(kind: str) -> Head:
+        request_id, created = f"{kind}-{uuid.uuid4().hex}", int(time.time())
+        return lambda obj, choices, **more: {"id": request_id, "object": obj, "created": created, "model": name,
+                                             "choices": choices, **more}
+
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         code = "invalid_json" if any(e["type"] == "json_invalid" for e in errors) else (
             "unsupported_field" if any(e["type"] == "extra_forbidden" for e in errors) else "invalid_value")
-        return error(400, "; ".join(_field_error(e, list(ChatRequest.model_fields)) for e in errors), code)
+        fields = list(schemas.get(request.url.path, ChatRequest).model_fields)
+        return error(400, "; ".join(_field_error(e, fields) for e in errors), code)
 
     @app.exception_handler(HTTPException)
     async def http(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -160,78 +110,187 @@ def create_app(engine: BaseEngine, served_name: str | None = None, default_max_t
     async def models() -> dict:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "sparring"}]}
 
+    def unknown(model: str) -> JSONResponse:
+        return error(404, f"model {model!r} is not served here; this server serves {name!r}", "model_not_found")
+
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest):
         if body.model != name:
-            return error(404, f"model {body.model!r} is not served here; this server serves {name!r}", "model_not_found")
-        chat, choices = body.chat(), body.sampling(default_max_tokens)
+            return unknown(body.model)
+        chat, choices = body.chat(), body.sampling(body.new_tokens(default_max_tokens))
         prompt_ids = await engine.encode_chat_async(chat)
-        request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        if not body.stream:
-            completions = await asyncio.gather(*(engine.generate(prompt_ids, params) for params in choices))
-            return _response(body, completions, request_id, created, name, engine)
-        return StreamingResponse(
-            _stream(body, engine, prompt_ids, choices, request_id, created, name), media_type="text/event-stream"
-        )
+        head = head_of("chatcmpl")
+        if body.stream:
+            return StreamingResponse(_chat_stream(body, engine, prompt_ids, choices, head), media_type="text/event-stream")
+        completions = await asyncio.gather(*(engine.generate(prompt_ids, params) for params in choices))
+        return await _chat_response(body, engine, prompt_ids, completions, head)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest):
+        if body.model != name:
+            return unknown(body.model)
+        prompts = await asyncio.to_thread(_prompt_ids, engine, body.prompts())
+        choices = body.sampling(body.max_tokens) if body.max_tokens else [None] * body.n
+        head = head_of("cmpl")
+        if body.stream:
+            return StreamingResponse(_completion_stream(body, engine, prompts, choices, head),
+                                     media_type="text/event-stream")
+        replies = await asyncio.gather(*(_generate(engine, ids, params) for ids in prompts for params in choices))
+        return await _completion_response(body, engine, prompts, replies, head)
 
     return app
 
 
-def _logprobs(engine: BaseEngine, completion: Completion) -> dict:
-    tokens = engine.tokenizer.convert_ids_to_tokens(completion.token_ids)
-    return {"content": [{"token": t, "logprob": lp, "bytes": None, "top_logprobs": []}
-                        for t, lp in zip(tokens, completion.logprobs)]}
+def _prompt_ids(engine: BaseEngine, prompts: list[str | list[int]]) -> list[list[int]]:
+    """Each prompt's token ids (texts encoded as vLLM does); refuses unknown ids and prompts too long."""
+    vocabulary = len(engine.tokenizer)
+    batch = [engine.tokenizer.encode(p) if isinstance(p, str) else p for p in prompts]
+    for index, ids in enumerate(batch):
+        where = f"prompt {index}" if len(batch) > 1 else "the prompt"
+        if not ids:
+            raise BackendError(f"{where} is empty")
+        if max(ids) >= vocabulary:
+            raise BackendError(f"{where}: token id {max(ids)} is not in the vocabulary (ids are 0 to {vocabulary - 1})")
+        if len(ids) >= engine.max_positions:
+            raise BackendError(f"{where} has {len(ids)} tokens; {engine.name} takes at most {engine.max_positions - 1}")
+    return batch
 
 
-def _usage(completions: list[Completion]) -> dict:
-    prompt = completions[0].prompt_tokens  # one prompt, however many choices
+async def _generate(engine: BaseEngine, prompt_ids: list[int], params: SamplingParams | None) -> Completion:
+    """The reply to ``prompt_ids``; an empty one for None (``max_tokens: 0``)."""
+    return await engine.generate(prompt_ids, params) if params is not None else _nothing(prompt_ids)
+
+
+def _pieces(engine: BaseEngine, prompt_ids: list[int], params: SamplingParams | None) -> AsyncIterator[Piece | Completion]:
+    """`BaseEngine.stream_pieces` of ``prompt_ids``; for None (``max_tokens: 0``) only an empty reply."""
+    async def nothing() -> AsyncIterator[Completion]:
+        yield _nothing(prompt_ids)
+
+    return engine.stream_pieces(prompt_ids, params) if params is not None else nothing()
+
+
+def _nothing(prompt_ids: list[int]) -> Completion:
+    return Completion("", [], [], "length", len(prompt_ids))
+
+
+def _usage(prompt_tokens: int, completions: list[Completion]) -> dict:
     generated = sum(c.completion_tokens for c in completions)
-    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": generated, "total_tokens": prompt_tokens + generated}
 
 
-def _response(body: ChatRequest, completions: list[Completion], request_id: str, created: int, name: str,
-              engine: BaseEngine) -> dict:
+def _event(payload: dict) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def _ids(body, completion: Completion, prompt_ids: list[int] | None = None) -> dict:
+    """The token ids a choice carries when the request sets ``return_token_ids``."""
+    if not body.return_token_ids:
+        return {}
+    return {"token_ids": completion.token_ids, **({"prompt_token_ids": prompt_ids} if prompt_ids is not None else {})}
+
+
+# ----- chat ------------------------------------------------------------------------------------
+async def _chat_response(body: ChatRequest, engine: BaseEngine, prompt_ids: list[int], completions: list[Completion],
+                         head: Head) -> dict:
     choices = []
     for index, completion in enumerate(completions):
-        choice: dict[str, Any] = {
-            "index": index,
-            "message": {"role": "assistant", "content": completion.text},
-            "finish_reason": completion.finish_reason,
-            "logprobs": _logprobs(engine, completion) if body.logprobs else None,
-        }
-        if body.return_token_ids:
-            choice["token_ids"] = completion.token_ids
-        choices.append(choice)
-    return {"id": request_id, "object": "chat.completion", "created": created, "model": name,
-            "choices": choices, "usage": _usage(completions)}
+        logprobs = None
+        if body.logprobs:
+            scores = ChoiceLogprobs(engine, prompt_ids, body.top_logprobs or 0)
+            logprobs = chat_logprobs(await scores.reply(completion.token_ids, completion.logprobs))
+        choices.append({"index": index, "message": {"role": "assistant", "content": completion.text},
+                        "finish_reason": completion.finish_reason, "logprobs": logprobs, **_ids(body, completion)})
+    return head("chat.completion", choices, usage=_usage(len(prompt_ids), completions))
 
 
-async def _stream(body: ChatRequest, engine: BaseEngine, prompt_ids, choices, request_id, created, name):
-    """Server-sent events: per choice a role chunk, content chunks as text arrives and a final chunk; then
-    the usage chunk if asked for, and [DONE]. The choices' chunks interleave as they are generated."""
-
+async def _chat_stream(body: ChatRequest, engine: BaseEngine, prompt_ids: list[int], choices: list[SamplingParams],
+                       head: Head) -> AsyncIterator[str]:
+    """Server-sent events: per choice a role chunk, content chunks (each with its tokens' logprobs) as text
+    arrives and a final chunk; then the usage chunk if asked for, and [DONE]. The choices interleave."""
     def chunk(index: int, delta: dict, finish_reason: str | None = None, **extra) -> str:
-        payload = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": name,
-                   "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, **extra}]}
-        return f"data: {json.dumps(payload)}\n\n"
+        return _event(head("chat.completion.chunk", [{"index": index, "delta": delta, "finish_reason": finish_reason,
+                                                       "logprobs": None, **extra}]))
 
+    scores = [ChoiceLogprobs(engine, prompt_ids, body.top_logprobs or 0) for _ in choices]
     finished = []
     for index in range(len(choices)):
         yield chunk(index, {"role": "assistant", "content": ""})
-    async for index, item in _merged([engine.stream(prompt_ids, params) for params in choices]):
-        if isinstance(item, str):
-            yield chunk(index, {"content": item})
+    async for index, item in _merged([engine.stream_pieces(prompt_ids, params) for params in choices]):
+        if isinstance(item, Piece):
+            logprobs = chat_logprobs(await scores[index].reply(item.token_ids, item.logprobs)) if body.logprobs else None
+            yield chunk(index, {"content": item.text}, logprobs=logprobs)
             continue
-        extra: dict[str, Any] = {"logprobs": _logprobs(engine, item) if body.logprobs else None}
-        if body.return_token_ids:
-            extra["token_ids"] = item.token_ids
-        yield chunk(index, {}, item.finish_reason, **extra)
+        yield chunk(index, {}, item.finish_reason, **_ids(body, item))
         finished.append(item)
-    if (body.stream_options or {}).get("include_usage"):
-        usage = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": name,
-                 "choices": [], "usage": _usage(finished)}
-        yield f"data: {json.dumps(usage)}\n\n"
+    if body.include_usage:
+        yield _event(head("chat.completion.chunk", [], usage=_usage(len(prompt_ids), finished)))
+    yield "data: [DONE]\n\n"
+
+
+# ----- completions -----------------------------------------------------------------------------
+def _completion_scores(body: CompletionRequest, engine: BaseEngine, prompt_ids: list[int]) -> ChoiceLogprobs | None:
+    if body.logprobs is None:
+        return None
+    return ChoiceLogprobs(engine, prompt_ids, body.logprobs, scored=body.echo)
+
+
+def _echo(engine: BaseEngine, prompt_ids: list[int]) -> str:
+    """The prompt's text, as its logprob tokens spell it (special tokens kept)."""
+    return engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+
+
+def _eos(completion: Completion) -> Piece:
+    """The end-of-sequence token that ended ``completion``, as a piece with no text (no tokens if none did)."""
+    return Piece("", [completion.eos[0]], [completion.eos[1]]) if completion.eos else Piece("", [], [])
+
+
+async def _completion_response(body: CompletionRequest, engine: BaseEngine, prompts: list[list[int]],
+                               replies: list[Completion], head: Head) -> dict:
+    choices = []
+    for index, completion in enumerate(replies):
+        prompt_ids = prompts[index // body.n]
+        scores = _completion_scores(body, engine, prompt_ids)
+        entries = await scores.prompt() if scores and body.echo else []
+        if scores:
+            eos = _eos(completion)
+            entries += await scores.reply(completion.token_ids + eos.token_ids, completion.logprobs + eos.logprobs)
+        text = (_echo(engine, prompt_ids) if body.echo else "") + completion.text
+        choices.append({"index": index, "text": text, "logprobs": completion_logprobs(entries) if scores else None,
+                        "finish_reason": completion.finish_reason, **_ids(body, completion, prompt_ids)})
+    return head("text_completion", choices, usage=_usage(sum(map(len, prompts)), replies))
+
+
+async def _completion_stream(body: CompletionRequest, engine: BaseEngine, prompts: list[list[int]],
+                             choices: list[SamplingParams | None], head: Head) -> AsyncIterator[str]:
+    """Server-sent events: per choice the prompt first with ``echo``, then text chunks (each with its tokens'
+    logprobs) as they arrive and a final chunk; then the usage chunk if asked for, and [DONE]."""
+    def chunk(index: int, text: str, logprobs: dict | None = None, finish_reason: str | None = None, **extra) -> str:
+        return _event(head("text_completion", [{"index": index, "text": text, "logprobs": logprobs,
+                                                "finish_reason": finish_reason, **extra}]))
+
+    batch = [prompt_ids for prompt_ids in prompts for _ in choices]  # choice index -> its prompt
+    scores = [_completion_scores(body, engine, prompt_ids) for prompt_ids in batch]
+    offsets = [0] * len(batch)  # where each choice's next chunk starts in its text
+    for index, prompt_ids in enumerate(batch):
+        if body.echo:
+            text = _echo(engine, prompt_ids)
+            yield chunk(index, text, completion_logprobs(await scores[index].prompt()) if scores[index] else None)
+            offsets[index] = len(text)
+    finished = []
+    streams = [_pieces(engine, prompt_ids, params) for prompt_ids in prompts for params in choices]
+    async for index, item in _merged(streams):
+        piece = item if isinstance(item, Piece) else _eos(item)
+        logprobs = None
+        if scores[index] and piece.token_ids:
+            logprobs = completion_logprobs(await scores[index].reply(piece.token_ids, piece.logprobs), offsets[index])
+        offsets[index] += len(piece.text)
+        if isinstance(item, Piece):
+            yield chunk(index, piece.text, logprobs)
+            continue
+        yield chunk(index, "", logprobs, item.finish_reason, **_ids(body, item, batch[index]))
+        finished.append(item)
+    if body.include_usage:
+        yield _event(head("text_completion", [], usage=_usage(sum(map(len, prompts)), finished)))
     yield "data: [DONE]\n\n"
 
 

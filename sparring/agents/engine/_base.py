@@ -8,6 +8,8 @@ engine shares, so each engine (`sparring.agents.engine._transformers` on transfo
 `sparring.agents.engine._openvino` on OpenVINO GenAI) only produces tokens and their log-probabilities:
 the end of sequence, stop strings (the reply is cut before the first one, and its tokens to
 those within the cut), the token limit and streamed text that no stop string can take back.
+An engine also scores token sequences (`BaseEngine.scorer`): every position's log-probabilities,
+from one forward pass of its model over each token (see `sparring.agents.engine._scoring`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import queue
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any, AsyncIterator, Callable
 
 from ...errors import BackendError
+from ._scoring import Scorer
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,20 @@ class Completion:
     logprobs: list[float]
     finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
     prompt_tokens: int
+    eos: tuple[int, float] | None = None  # the end-of-sequence token that ended the reply, and its logprob
 
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A piece of a reply's text as it streams, with the tokens it is the text of and their logprobs."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
 
 
 class RequestFuture(concurrent.futures.Future):
@@ -89,10 +103,12 @@ class Request:
     prompt_ids: list[int]
     params: SamplingParams
     future: concurrent.futures.Future
-    on_text: Callable[[str], None] | None = None
+    on_piece: Callable[[Piece], None] | None = None
     generated: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     streamed: str = ""
+    streamed_tokens: int = 0  # the tokens `streamed` is the text of
+    eos: tuple[int, float] | None = None
     position: int = 0  # tokens the model has seen: the prompt, then each accepted token
     completion: Completion | None = None  # set when finished, handed to the caller by `resolve`
 
@@ -108,6 +124,7 @@ class Request:
         """Append one generated token; finish the reply and return True when it is done."""
         self.position += 1
         if token in engine.eos_ids:
+            self.eos = (token, logprob)
             return self.finish(engine, "stop")
         self.generated.append(token)
         self.logprobs.append(logprob)
@@ -118,7 +135,7 @@ class Request:
             return self.finish(engine, "stop")
         if len(self.generated) >= self.params.max_tokens or self.position >= engine.max_positions:
             return self.finish(engine, "length")
-        if self.on_text is not None:
+        if self.on_piece is not None:
             self._stream(engine, text)
         return False
 
@@ -129,18 +146,24 @@ class Request:
             hold = max(hold, 1)
         limit = len(text) - hold
         if limit > len(self.streamed):
-            safe = engine.decode(self.generated[: _tokens_within(engine, self.generated, limit)])
+            tokens = _tokens_within(engine, self.generated, limit)
+            safe = engine.decode(self.generated[:tokens])
             if len(safe) > len(self.streamed):
-                self.on_text(safe[len(self.streamed):])
-                self.streamed = safe
+                self._send(safe, tokens)
+
+    def _send(self, text: str, tokens: int) -> None:
+        """Stream the text of the first ``tokens`` generated tokens past what was sent, with those tokens."""
+        start = self.streamed_tokens
+        self.on_piece(Piece(text[len(self.streamed):], self.generated[start:tokens], self.logprobs[start:tokens]))
+        self.streamed, self.streamed_tokens = text, tokens
 
     def finish(self, engine: "BaseEngine", reason: str) -> bool:
         """End the reply for ``reason`` (``"stop"`` or ``"length"``); always True."""
         text = engine.decode(self.generated)
         del self.logprobs[len(self.generated):]
-        if self.on_text is not None and len(text) > len(self.streamed):
-            self.on_text(text[len(self.streamed):])
-        self.completion = Completion(text, self.generated, self.logprobs, reason, len(self.prompt_ids))
+        if self.on_piece is not None and (len(text) > len(self.streamed) or self.streamed_tokens < len(self.generated)):
+            self._send(text, len(self.generated))
+        self.completion = Completion(text, self.generated, self.logprobs, reason, len(self.prompt_ids), self.eos)
         return True
 
     def resolve(self) -> None:
@@ -176,6 +199,7 @@ class BaseEngine:
     def __init__(self, tokenizer, name: str, max_positions: int, eos_ids: set[int]):
         self.tokenizer, self.name, self.max_positions, self.eos_ids = tokenizer, name, max_positions, eos_ids
         self._inbox: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._scoring = threading.Lock()  # one scoring pass at a time: each holds a chunk of logits
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"sparring-engine:{name}", daemon=True)
 
@@ -201,11 +225,11 @@ class BaseEngine:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def submit(
-        self, prompt_ids: list[int], params: SamplingParams, on_text: Callable[[str], None] | None = None
+        self, prompt_ids: list[int], params: SamplingParams, on_piece: Callable[[Piece], None] | None = None
     ) -> concurrent.futures.Future:
         """Queue a request; the future resolves to a `Completion`; cancelling it stops the generation.
 
-        ``on_text`` (called on the engine thread) receives the reply's text as it grows, in pieces.
+        ``on_piece`` (called on the engine thread) receives the reply's text as it grows, in `Piece` s.
         """
         if self._closed:
             raise BackendError(f"the engine for {self.name} is closed")
@@ -213,7 +237,7 @@ class BaseEngine:
             raise BackendError("the prompt is empty")
         if len(prompt_ids) >= self.max_positions:
             raise BackendError(f"the prompt has {len(prompt_ids)} tokens; {self.name} takes at most {self.max_positions - 1}")
-        request = Request(list(prompt_ids), params, RequestFuture(), on_text, position=len(prompt_ids))
+        request = Request(list(prompt_ids), params, RequestFuture(), on_piece, position=len(prompt_ids))
         self._inbox.put(request)
         return request.future
 
@@ -228,9 +252,16 @@ class BaseEngine:
 
     async def stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[str | Completion]:
         """Yield the reply's text in pieces as it is generated, then its `Completion`."""
+        async with aclosing(self.stream_pieces(prompt_ids, params)) as items:
+            async for item in items:
+                yield item.text if isinstance(item, Piece) else item
+
+    async def stream_pieces(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[Piece | Completion]:
+        """Yield the reply as it is generated, in `Piece` s (text with its tokens and their logprobs), then
+        its `Completion`."""
         loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[str] = asyncio.Queue()
-        future = self.submit(prompt_ids, params, on_text=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece))
+        pieces: asyncio.Queue[Piece] = asyncio.Queue()
+        future = self.submit(prompt_ids, params, on_piece=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece))
         done = asyncio.wrap_future(future)
         try:
             while True:
@@ -246,6 +277,10 @@ class BaseEngine:
             yield done.result()
         finally:
             future.cancel()
+
+    def scorer(self) -> Scorer:
+        """A `Scorer` of token sequences under this engine's model (prompt logprobs, alternatives)."""
+        return Scorer(self._forward, self._scoring)
 
     def close(self) -> None:
         """Stop the worker; queued and running requests fail."""
@@ -271,6 +306,12 @@ class BaseEngine:
 
     def _live(self) -> list[Request]:
         """The requests being generated (failed when the engine closes)."""
+        raise NotImplementedError
+
+    def _forward(self, token_ids: list[int], past: int, state: Any) -> tuple[Any, Any]:
+        """Run the model over ``token_ids``, which follow ``past`` tokens whose keys and values ``state`` holds
+        (None when ``past`` is 0), on the calling thread; return the logits after each of ``token_ids`` (a tensor,
+        one row per token) and the state after them. Only one call runs at a time (`Scorer`)."""
         raise NotImplementedError
 
     def _next(self, block: bool) -> Request | None:
@@ -312,4 +353,5 @@ def end_token_ids(tokenizer, generation_config) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-__all__ = ["BaseEngine", "Completion", "Request", "RequestFuture", "SamplingParams", "encode_chat", "end_token_ids"]
+__all__ = ["BaseEngine", "Completion", "Piece", "Request", "RequestFuture", "SamplingParams", "encode_chat",
+           "end_token_ids"]

@@ -20,6 +20,10 @@ unmodified base IR, weighted by PEFT's scale (``lora_alpha / r``): no merge, no 
 pipeline applies one adapter setting to a whole batch, so each adapter spec gets a pipeline of
 its own (a base and an adapter play each other through two pipelines, side by side, each with
 its own KV cache budget).
+
+Scoring (prompt logprobs, the alternatives at each position) runs the same IR directly with the
+OpenVINO runtime, at the same precision, with the adapter merged into its weights
+(`sparring.agents.engine._openvino_scoring`): the pipeline gives only the chosen tokens' logprobs.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ import math
 import os
 from pathlib import Path
 
+import torch
+
 from ...errors import BackendError
 from ._base import BaseEngine, Request, end_token_ids
+from ._openvino_scoring import scoring_model
 
 KV_CACHE_GB_MAX = 2.0  # the KV cache's budget: at most this many GB, ...
 KV_CACHE_RAM_SHARE = 0.1  # ... and at most this share of the machine's memory
@@ -90,6 +97,8 @@ class OpenVINOEngine(BaseEngine):
                          end_token_ids(tokenizer, generation))
         self._genai = openvino_genai
         self._pipe = build_pipeline(model_dir, name, adapter, max_batch, cache_gb, precision)
+        self._model_dir, self._adapter, self._precision = Path(model_dir), adapter, precision
+        self._scoring_model = None  # compiled on first use: most runs never score
         self._live_requests: dict[int, tuple[Request, object]] = {}  # request id -> (request, its handle)
         self._next_id = 0
         self._start_worker()
@@ -115,6 +124,20 @@ class OpenVINOEngine(BaseEngine):
 
     def _live(self) -> list[Request]:
         return [request for request, _ in self._live_requests.values()]
+
+    def _forward(self, token_ids: list[int], past: int, state):
+        import numpy as np
+
+        if self._scoring_model is None:
+            lora = lora_weights(self._adapter) if self._adapter is not None else None
+            self._scoring_model = scoring_model(self._model_dir, compile_properties(self._precision), lora)
+        request = state if state is not None else self._scoring_model.create_infer_request()
+        request.infer({"input_ids": np.array([token_ids], dtype=np.int64),
+                       "attention_mask": np.ones((1, past + len(token_ids)), dtype=np.int64),
+                       "position_ids": np.arange(past, past + len(token_ids), dtype=np.int64)[None],
+                       "beam_idx": np.zeros(1, dtype=np.int32)})
+        # a copy: the request reuses its output buffer at its next call
+        return torch.from_numpy(request.get_output_tensor(0).data[0].copy()), request
 
     def _add(self, request: Request) -> None:
         import numpy as np
@@ -166,13 +189,7 @@ def build_pipeline(model_dir: Path, name: str, adapter: Path | None = None, max_
     scheduler.max_num_batched_tokens = 2048
     scheduler.dynamic_split_fuse = True
     scheduler.enable_prefix_caching = True
-    precision = precision or inference_precision()
-    # the KV cache in the model's own precision (OpenVINO's CPU default, f16, moves logprobs by ~1e-3
-    # and makes them depend on the batch)
-    properties = {"INFERENCE_PRECISION_HINT": precision, "KV_CACHE_PRECISION": precision}
-    threads = os.environ.get("SPARRING_OV_THREADS")
-    if threads:
-        properties["INFERENCE_NUM_THREADS"] = int(threads)
+    properties = compile_properties(precision)
     adapters = _adapter_config(openvino_genai, adapter) if adapter is not None else None
     if adapters is not None:
         properties["adapters"] = adapters
@@ -184,6 +201,19 @@ def build_pipeline(model_dir: Path, name: str, adapter: Path | None = None, max_
     except RuntimeError as error:
         raise BackendError(f"cannot load {name} on OpenVINO: {str(error).strip().splitlines()[0]}") from error
     return pipe
+
+
+def compile_properties(precision: str | None = None) -> dict:
+    """The CPU plugin's settings for the model: ``precision`` (default `inference_precision()`) for its
+    computation and its KV cache, and ``$SPARRING_OV_THREADS`` threads where set."""
+    precision = precision or inference_precision()
+    # the KV cache in the model's own precision (OpenVINO's CPU default, f16, moves logprobs by ~1e-3
+    # and makes them depend on the batch)
+    properties = {"INFERENCE_PRECISION_HINT": precision, "KV_CACHE_PRECISION": precision}
+    threads = os.environ.get("SPARRING_OV_THREADS")
+    if threads:
+        properties["INFERENCE_NUM_THREADS"] = int(threads)
+    return properties
 
 
 def generation_config(request: Request, eos_ids: set[int], max_positions: int):
@@ -224,11 +254,12 @@ def _apply_adapters(pipe, adapters) -> None:
     pipe.generate([openvino.Tensor(np.array([[0]], dtype=np.int64))], [config])
 
 
-def _adapter_config(genai, adapter: Path):
-    """An `openvino_genai.AdapterConfig` applying the PEFT adapter at ``adapter`` as PEFT scales it.
+def lora_weights(adapter: Path) -> tuple[Path, float]:
+    """A PEFT LoRA adapter's safetensors file and the scale PEFT gives it (``lora_alpha / r``, or
+    ``lora_alpha / sqrt(r)`` with rsLoRA).
 
-    PEFT adds ``(lora_alpha / r) * B A x`` (``lora_alpha / sqrt(r)`` with rsLoRA); OpenVINO GenAI
-    adds ``alpha * B A x`` for the weight ``alpha`` given here, and reads no adapter_config.json.
+    Raises:
+        `BackendError`: the adapter has no ``adapter_model.safetensors``.
     """
     settings = json.loads((adapter / "adapter_config.json").read_text())
     rank = settings.get("r", 8)
@@ -237,9 +268,20 @@ def _adapter_config(genai, adapter: Path):
     if not weights.is_file():
         raise BackendError(f"adapter {adapter} has no adapter_model.safetensors (the OpenVINO engine reads that "
                            "file); save the adapter with safetensors, as `sparring train` does")
+    return weights, scale
+
+
+def _adapter_config(genai, adapter: Path):
+    """An `openvino_genai.AdapterConfig` applying the PEFT adapter at ``adapter`` as PEFT scales it.
+
+    PEFT adds ``scale * B A x`` (`lora_weights`); OpenVINO GenAI adds ``alpha * B A x`` for the weight
+    ``alpha`` given here, and reads no adapter_config.json.
+    """
+    weights, scale = lora_weights(adapter)
     config = genai.AdapterConfig()
     config.add(genai.Adapter(str(weights)), scale)
     return config
 
 
-__all__ = ["OpenVINOEngine", "build_pipeline", "generation_config", "inference_precision", "kv_cache_gb"]
+__all__ = ["OpenVINOEngine", "build_pipeline", "compile_properties", "generation_config", "inference_precision",
+           "kv_cache_gb", "lora_weights"]

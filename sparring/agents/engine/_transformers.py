@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import torch
+from transformers import DynamicCache
 
 from ._base import BaseEngine, Request, end_token_ids
 from ._kv_slots import SlotCache
@@ -75,6 +76,15 @@ class Engine(BaseEngine):
 
     def _live(self) -> list[Request]:
         return self._rows
+
+    def _forward(self, token_ids: list[int], past: int, state):
+        device = self.model.device
+        with torch.inference_mode():  # this runs beside the worker, whose no-grad setting is its thread's own
+            out = self.model(input_ids=torch.tensor([token_ids], device=device),
+                             position_ids=torch.arange(past, past + len(token_ids), device=device)[None],
+                             cache=state if state is not None else DynamicCache(config=self.model.config),
+                             use_cache=True)
+        return out.logits[0], out.cache
 
     def _admit(self, block: bool) -> None:
         """Prefill waiting requests into free rows (waiting for one when nothing is running).
