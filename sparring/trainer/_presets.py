@@ -63,9 +63,8 @@ def imitation_preset(name: str | None) -> str | None:
     if name is None:
         return None
     preset_settings(name)
-    if "imitation" in name:
-        return name
-    return name.replace("spag", "spag-imitation", 1) if name.replace("spag", "spag-imitation", 1) in PRESETS else name
+    paired = name.replace("spag", "spag-imitation", 1)
+    return name if "imitation" in name or paired not in PRESETS else paired
 
 
 __all__ = ["PRESETS", "imitation_preset", "preset_settings"]

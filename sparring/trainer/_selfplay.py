@@ -168,11 +168,7 @@ class SelfPlay:
         """Run every epoch not yet done; return the records of all epochs."""
         self.config.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
-        model = self.start
-        if self.config.imitation:
-            model = self._imitation_stage()
-        elif self.config.warmup:
-            model = self._warmup_stage()
+        model = self._first_stage() if self.config.imitation or self.config.warmup else self.start
         records = []
         for epoch in range(1, self.config.epochs + 1):
             record = self._epoch(epoch, model)
@@ -203,20 +199,29 @@ class SelfPlay:
         _write_json(done, asdict(record))
         return record
 
-    def _imitation_stage(self) -> str:
+    def _first_stage(self) -> str:
+        """``epoch_0``: the imitation stage on ``--imitation`` transcripts, or SAIE's warm-up (plain SFT on
+        the gold rationales of the first ``--warmup`` questions); returns the model epoch 1 plays."""
         folder = self.config.out / "epoch_0"
         done = folder / EPOCH_FILE
         if done.is_file():
             return json.loads(done.read_text())["next_model"]
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
-        # SPAG's imitation stage: KL 0.1 to the base
-        settings = {"kl_coeff": 0.1, **preset_settings(imitation_preset(self.config.preset)), **self.config.train}
-        data = self._build(folder / "data", self._imitation_transcripts(folder), "imitation")
-        if self._learn(record, folder, data, "sft", settings):
-            record.note = "imitation stage"
+        if self.config.imitation:
+            # SPAG's imitation stage: KL 0.1 to the base
+            settings = {"kl_coeff": 0.1, **preset_settings(imitation_preset(self.config.preset)), **self.config.train}
+            data = self._build(folder / "data", self._imitation_transcripts(folder), "imitation")
+            stage, source, note = "imitation", "the imitation transcripts", "imitation stage"
         else:
-            record.note = record.note.replace("this epoch's games", "the imitation transcripts")
-            self.report(f"imitation: {record.note}")
+            settings = None
+            data = self._gold(folder / "data", self.config.warmup, self._seed(1))  # a subset of epoch 1's questions
+            stage, source, note = ("warm-up", "the warm-up questions",
+                                   f"warm-up on the gold rationales of {data.rows} questions")
+        if self._learn(record, folder, data, "sft", settings):
+            record.note = note
+        else:
+            record.note = record.note.replace("this epoch's games", source)
+            self.report(f"{stage}: {record.note}")
         _write_json(done, asdict(record))
         return record.next_model
 
@@ -237,21 +242,6 @@ class SelfPlay:
                             f"(outcomes {dict(summary.reasons)})")
             paths.append(imported)
         return paths
-
-    def _warmup_stage(self) -> str:
-        """SAIE's warm-up (``epoch_0``): plain SFT on the gold rationales of the first ``warmup`` questions."""
-        folder = self.config.out / "epoch_0"
-        done = folder / EPOCH_FILE
-        if done.is_file():
-            return json.loads(done.read_text())["next_model"]
-        record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
-        data = self._gold(folder / "data", self.config.warmup, self._seed(1))  # a subset of epoch 1's questions
-        if self._learn(record, folder, data, "sft"):
-            record.note = f"warm-up on the gold rationales of {data.rows} questions"
-        else:
-            self.report(f"warm-up: {record.note}")
-        _write_json(done, asdict(record))
-        return record.next_model
 
     def _learn(self, record: EpochRecord, folder: Path, data, train_kind: str, settings: dict | None = None) -> bool:
         """Train ``folder/adapter`` on the built ``data`` (a `DataSummary` of ``folder/data``), filling ``record``.
@@ -286,26 +276,27 @@ class SelfPlay:
 
     def _gold(self, folder: Path, questions: int, seed: int):
         """``folder``: plain SFT rows on the gold rationales of the first ``questions`` questions of ``seed``."""
-        from ._data import DataSummary, build_gold_dataset
+        from ._data import build_gold_dataset
 
-        summary_file = folder / "summary.json"
-        if summary_file.is_file():
-            return DataSummary(**json.loads(summary_file.read_text()))
-        summary = build_gold_dataset(self.protocol, questions, folder, seed=seed, overrides=self.config.overrides)
-        self.report(f"data: {summary.rows} gold-rationale rows from {questions} questions")
-        return summary
+        def build():
+            summary = build_gold_dataset(self.protocol, questions, folder, seed=seed, overrides=self.config.overrides)
+            self.report(f"data: {summary.rows} gold-rationale rows from {questions} questions")
+            return summary
+
+        return _built(folder, build)
 
     def _build(self, folder: Path, transcripts: list[Path], kind: str):
-        from ._data import DataSummary, build_dataset
+        from ._data import build_dataset
 
-        summary_file = folder / "summary.json"
-        if summary_file.is_file():
-            return DataSummary(**json.loads(summary_file.read_text()))
-        sft = Path(self.config.sft_data) if self.config.sft_data and kind == "spag" else None
-        summary = build_dataset(kind, transcripts, folder, sft_data=sft, protocol=self.config.protocol, seed=self.config.seed)
-        self.report(f"data: {summary.rows} rows from {summary.games_used} of {summary.episodes} episodes "
-                    f"(dropped: {dict(summary.dropped) or 'none'})")
-        return summary
+        def build():
+            sft = Path(self.config.sft_data) if self.config.sft_data and kind == "spag" else None
+            summary = build_dataset(kind, transcripts, folder, sft_data=sft, protocol=self.config.protocol,
+                                    seed=self.config.seed)
+            self.report(f"data: {summary.rows} rows from {summary.games_used} of {summary.episodes} episodes "
+                        f"(dropped: {dict(summary.dropped) or 'none'})")
+            return summary
+
+        return _built(folder, build)
 
     def _train(self, data: Path, model: str, output: Path, kind: str, settings: dict | None = None) -> dict[str, Any]:
         from ._train import train
@@ -437,6 +428,16 @@ def play_stats(path: Path, rule_breaks: Collection[str] = ()) -> dict[str, Any]:
         "tokens_per_second": round(stats.tokens_per_second, 2),
         "episodes_per_minute": round(stats.episodes_per_minute, 2), "mean_turns": round(stats.mean_turns, 2),
     }
+
+
+def _built(folder: Path, build: Callable[[], Any]):
+    """The dataset of ``folder``: the summary of one an earlier run finished there, else ``build()``'s."""
+    from ._data import DataSummary
+
+    summary_file = folder / "summary.json"
+    if summary_file.is_file():
+        return DataSummary(**json.loads(summary_file.read_text()))
+    return build()
 
 
 def _why_no_data(data) -> str:
