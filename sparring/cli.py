@@ -34,6 +34,42 @@ protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_i
 app.add_typer(protocols_app, name="protocols")
 
 
+def _load_config_file(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
+    """--config: the file's values become the command's defaults, so flags given still win."""
+    if value is None:
+        return None
+    from .config_files import normalize, read_config_file
+
+    options = {p.name: bool(getattr(p, "multiple", False) or p.nargs == -1) for p in ctx.command.params
+               if p.name != "config" and not getattr(p, "hidden", False) and p.name != "help"}
+    try:
+        values = normalize(read_config_file(value), options, value)
+    except SparringError as error:
+        raise typer.BadParameter(str(error), param_hint="--config") from None
+    params = {p.name: p for p in ctx.command.params}
+    for name, given in values.items():
+        try:  # typer's own conversion, so a bad value names the file now rather than the flag later
+            params[name].get_runtime_param().coerce(given, param=params[name], ctx=ctx)
+        except typer.BadParameter as error:
+            raise typer.BadParameter(f"{value}: {name.rstrip('_')}: {error.message}", param_hint="--config") from None
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value
+
+
+CONFIG_OPTION = typer.Option(
+    None, "--config", "-c", is_eager=True, callback=_load_config_file, dir_okay=False,
+    help="A YAML file of this command's options (keys as the option names: eval_games or eval-games); flags "
+         "given win over it. The settings a run used are written to its directory as run_config.yaml.")
+
+
+def _write_config(ctx: typer.Context, folder: Path) -> None:
+    """Write the effective settings (defaults, --config file, flags) to FOLDER/run_config.yaml."""
+    from .config_files import write_effective_config
+
+    write_effective_config(folder, {k: v for k, v in ctx.params.items() if k != "config"},
+                           ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip())
+
+
 def _fail(error: SparringError) -> typer.Exit:
     from rich.markup import escape
 
@@ -214,6 +250,7 @@ def _print_summary(summary) -> None:
 
 @app.command()
 def play(
+    ctx: typer.Context,
     protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
     games: int = typer.Option(8, "--games", "-n", min=1, help="Episodes to play."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
@@ -226,6 +263,7 @@ def play(
     allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
     max_error_share: float = typer.Option(0.1, min=0, max=1, help="Exit with code 2 when more than this share of "
                                           "the episodes played failed (backend or protocol errors)."),
+    config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Play episodes of a protocol; write transcripts; print outcomes, win rates and speed.
 
@@ -244,6 +282,7 @@ def play(
         models = role_models(loaded, model, _pairs(role, "--role"))
         for spec in sorted(set(models.values())):
             ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
+        _write_config(ctx, out)
         overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console, transient=True) as progress:
@@ -459,6 +498,7 @@ def data_build(
 
 @app.command()
 def selfplay(
+    ctx: typer.Context,
     protocol: str = typer.Option("adversarial_taboo", "--protocol", "-p",
                                  help="A built-in protocol name or a .yaml file: a game (SPAG) or a SAIE discussion."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
@@ -494,6 +534,7 @@ def selfplay(
     kl_coeff: Optional[float] = typer.Option(None, help="SPAG: KL coefficient to the reference (default 0.2)."),
     sft_coeff: Optional[float] = typer.Option(None, help="SPAG: weight of the mixed-in SFT loss (default 0.5)."),
     clip_range: Optional[float] = typer.Option(None, help="SPAG: ratio clip range (default 0.2)."),
+    config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """SPAG self-play (or the SAIE loop): each epoch plays, judges, builds data, trains and evaluates.
 
@@ -517,6 +558,7 @@ def selfplay(
             concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset)
     except SparringError as error:
         raise _fail(error) from None
+    _write_config(ctx, out)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         tasks: dict[str, int] = {}
@@ -549,6 +591,7 @@ def _with_ci(rate: float, ci) -> str:
 
 @eval_app.command("winrate")
 def eval_winrate_command(
+    ctx: typer.Context,
     protocol: str = typer.Option(..., "--protocol", "-p", help="A two-sided protocol: a built-in name or a .yaml file."),
     model: str = typer.Option(..., "--model", "-m", help="The model evaluated. " + MODEL_HELP),
     opponent: str = typer.Option(..., "--opponent", help="The model it plays against (same spec forms)."),
@@ -559,6 +602,7 @@ def eval_winrate_command(
     concurrency: int = typer.Option(32, min=1, help="Games in flight at once."),
     resume: bool = typer.Option(False, help="Continue an evaluation in --out."),
     exclude: List[str] = typer.Option([], "--exclude", help="VAR=VALUE: never play this value (held out; repeatable)."),
+    config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Win, loss and tie rates of --model against --opponent, with both role assignments and 95% intervals.
 
@@ -578,6 +622,7 @@ def eval_winrate_command(
         if not sep or not key:
             raise typer.BadParameter(f"expected VAR=VALUE, got {item!r}", param_hint="--exclude")
         held_out.setdefault(key, set()).add(value)
+    _write_config(ctx, out)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
         with Progress(*columns, console=console, transient=True) as progress:
@@ -604,6 +649,7 @@ def eval_winrate_command(
 
 @eval_app.command("qa")
 def eval_qa_command(
+    ctx: typer.Context,
     questions: str = typer.Option(..., "--questions", "-q",
                                   help="'arithmetic[:N]', a .jsonl file (question/answer) or a Hugging Face dataset name."),
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -615,12 +661,14 @@ def eval_qa_command(
     seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
     concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
     resume: bool = typer.Option(False, help="Continue a run in --out."),
+    config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Accuracy of --model on a question set with a 95% interval; with --debate, single agent and debate side by side."""
     import asyncio
 
     from .evaluation import eval_qa
 
+    _write_config(ctx, out)
     try:
         with console.status(f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)" if debate else "")):
             result = asyncio.run(eval_qa(questions, model, out, debate=debate, agents=agents, rounds=rounds,
@@ -672,6 +720,7 @@ def report(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     kind: str = typer.Argument(..., help="sft (imitation; SPAG's imitation stage with --kl-coeff 0.1), spag (SPAG's "
                                "offline policy loss) or saie (SFT on SAIE learner turns)."),
     data: Path = typer.Option(..., "--data", "-d", help="A dataset directory from `sparring data build`."),
@@ -703,6 +752,7 @@ def train(
                                     "updated learner and train on the new ones (--epochs passes)."),
     protocol: Optional[str] = typer.Option(None, "--protocol",
                                            help="--regenerate: the protocol to replay (default: the data's)."),
+    config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Train a model on a dataset built from transcripts; write a PEFT adapter that plays as hf:BASE+OUTPUT.
 
@@ -736,6 +786,7 @@ def train(
 
     if not PartialState().is_main_process:
         return
+    _write_config(ctx, result.output)
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss {loss}\n"
                   f"{'model' if full else 'adapter'}: {result.output}"
