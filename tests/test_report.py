@@ -171,6 +171,51 @@ def test_selfplay_report_renders_in_headless_chromium(selfplay_run, browser, tmp
         page.close()
 
 
+def test_all_transcripts_filter_by_epoch_set_outcome_and_winner(selfplay_run, browser, tmp_path):
+    """Every episode is listed; the radio filters (CSS only, no script) show exactly the matching ones."""
+    summary = build_report(selfplay_run, tmp_path / "report.html")
+    played = {k: list(read_transcripts(selfplay_run / f"epoch_{k}" / "games" / "transcripts.jsonl")) for k in (1, 2)}
+    evaluated = {k: list(read_transcripts(selfplay_run / f"epoch_{k}" / "eval" / "transcripts.jsonl")) for k in (1, 2)}
+    everything = [e for k in (1, 2) for e in played[k] + evaluated[k]]
+    page = _open(browser, summary.output)
+    try:
+        rows = page.locator("#all-transcripts details.t")
+        visible = lambda: [rows.nth(i).locator(".mono").first.inner_text()  # noqa: E731
+                           for i in range(rows.count()) if rows.nth(i).is_visible()]
+        assert sorted(visible()) == sorted(e.id for e in everything)
+
+        page.locator("label", has=page.locator("input[name=f-e]")).filter(has_text="epoch 2").click()
+        assert sorted(visible()) == sorted(e.id for e in played[2] + evaluated[2])
+        page.locator("label", has=page.locator("input[name=f-s]")).filter(has_text="evaluation").click()
+        assert sorted(visible()) == sorted(e.id for e in evaluated[2])
+
+        page.locator("#f-e-all").check()
+        page.locator("#f-s-all").check()
+        ties = [e.id for e in everything if e.outcome.winner is None]
+        page.locator("label", has=page.locator("input[name=f-w]")).filter(has_text="tie").click()
+        assert ties and sorted(visible()) == sorted(ties)
+        reason = everything[0].outcome.reason
+        page.locator("#f-w-all").check()
+        page.locator("label", has=page.locator("input[name=f-o]")).filter(has_text=reason).first.click()
+        assert sorted(visible()) == sorted(e.id for e in everything if e.outcome.reason == reason)
+
+        first = rows.first
+        first.locator("summary").click()  # opens to the conversation's text
+        assert everything[0].messages[-1].content.strip()[:20] in first.inner_text()
+        assert not page.console_messages, page.console_messages
+    finally:
+        page.close()
+
+
+def test_win_rate_by_role_assignment(selfplay_run, tmp_path):
+    summary = build_report(selfplay_run, tmp_path / "report.html")
+    html = summary.output.read_text()
+    table = html[html.index('id="role-split"'):html.index("</table>", html.index('id="role-split"'))]
+    # epoch 2: 13 wins, 8 losses, 3 ties overall; its attacker games 6 wins, 4 losses, 2 ties of 12
+    low, high = wilson_interval(6, 12)
+    assert "attacker" in table and f"50% [{low:.0%}, {high:.0%}]" in table
+
+
 def test_png_charts_beside_the_report_are_valid_images(selfplay_run, tmp_path):
     from PIL import Image
 

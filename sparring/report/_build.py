@@ -10,6 +10,7 @@ from typing import Any
 from . import _charts
 from ._conversations import pick
 from ._data import Group, ReportError, Run, load_run
+from ._listing import role_split, transcript_list
 
 TEMPLATE = "report.html.j2"
 CHARTS = [  # (name, function, title, caption, what is missing without it)
@@ -141,7 +142,7 @@ def _render(run: Run, charts, conversations, missing: list[str]) -> str:
     return template.render(
         run=run, title=_title(run), generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         cards=_cards(run), rows=[_row(g, run.short) for g in run.groups], settings=_settings(run),
-        evidence=_evidence(run), verdict=_verdict(run),
+        evidence=_evidence(run), verdict=_verdict(run), role_split=role_split(run), listing=transcript_list(run),
         charts=[{"name": c.name, "title": c.title, "caption": c.caption, "svg": Markup(c.svg),
                  "png": f"{c.png.parent.name}/{c.png.name}"} for c in charts],
         conversations=conversations, missing=missing,
