@@ -305,3 +305,16 @@ def test_training_system_variants_are_checked_at_load(tmp_path):
     assert "training.system_variants.alice.0: undefined name 'secret'" in load_error(text, tmp_path)
     text = _game() + "training:\n  system_variants:\n    alice: ['Hi {{ params.mood }}']\n"
     assert "params.mood" in load_error(text, tmp_path)
+
+
+def test_training_variation_templates_are_checked_at_load(tmp_path):
+    variation = ("training:\n  variation:\n    history_prefixes: ['\\n - ']\n    system_prefixes: [Rules]\n"
+                 "    speaker_labels:\n      - {own: '{{ speaker }}', others: '{{ speakr }}'}\n"
+                 "    instructions:\n      alice: 'You are {{ role }}.'\n")
+    assert ("training.variation.speaker_labels.0.others: undefined name 'speakr'"
+            in load_error(_game() + variation, tmp_path))
+    fixed = variation.replace("speakr", "speaker")
+    assert "training.variation.instructions.alice: undefined name 'secret'" in load_error(
+        _game() + fixed.replace("{{ role }}", "{{ secret }}"), tmp_path)
+    assert "training.variation.instructions.carol: unknown role 'carol'" in load_error(
+        _game() + fixed.replace("alice:", "carol:"), tmp_path)

@@ -248,6 +248,7 @@ PROVIDED: dict[str, frozenset[str]] = {
     "update": _RULE_NAMES,
     "reward": frozenset({"role", "winner", "reason", "scores", "messages", "state"}),
     "judge": frozenset({"role", "roles", "messages", "transcript", "verdicts"}),
+    "labels": frozenset({"speaker"}),
 }
 """The names each kind of field is given besides the protocol's variables and the helpers."""
 
@@ -266,6 +267,12 @@ def _fields(spec: ProtocolSpec) -> list[tuple[tuple, str, str, str | None]]:
         fields += [(("roles", name, "params", k), v, "params", name) for k, v in role.params.items() if isinstance(v, str)]
     for role, templates in spec.training.system_variants.items():
         fields += [(("training", "system_variants", role, i), t, "system", role) for i, t in enumerate(templates)]
+    if spec.training.variation is not None:
+        variation = spec.training.variation
+        fields += [(("training", "variation", "instructions", role), text, "system", role)
+                   for role, text in variation.instructions.items()]
+        fields += [(("training", "variation", "speaker_labels", i, side), getattr(labels, side), "labels", None)
+                   for i, labels in enumerate(variation.speaker_labels) for side in ("own", "others")]
     for group in ("rules", "final"):
         for i, rule in enumerate(getattr(spec.judge, group)):
             fields.append((("judge", group, i, "when"), rule.when, "rule", None))
@@ -303,9 +310,10 @@ def _outcome_fields(loc: tuple, rule) -> list[tuple[tuple, str, str, str | None]
 def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
     """Parse every template and expression; reject names the field is not given, unknown ``params``
     keys and regular expressions that do not compile."""
-    for role in spec.training.system_variants:
+    variation_roles = spec.training.variation.instructions if spec.training.variation is not None else {}
+    for loc, role in [*((("training", "system_variants", r), r) for r in spec.training.system_variants),
+                      *((("training", "variation", "instructions", r), r) for r in variation_roles)]:
         if role not in spec.roles:
-            loc = ("training", "system_variants", role)
             raise ProtocolError(f"{where}:{_line(root, loc)}: {'.'.join(loc)}: unknown role {role!r}; "
                                 f"roles are {sorted(spec.roles)}")
     for loc, source, kind, role in _fields(spec):
@@ -317,11 +325,12 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
         except TemplateSyntaxError as error:
             raise ProtocolError(f"{prefix}: bad {'expression' if expression else 'template'}: {error.message}") from error
         given = PROVIDED[kind] | {"true", "false", "none"}
-        unknown = sorted(names - set(spec.variable_names) - given - set(HELPERS))
+        variables = set() if kind == "labels" else set(spec.variable_names)  # labels see the speaker alone
+        unknown = sorted(names - variables - given - set(HELPERS))
         if unknown:
             hint = " (it is given to rules only: the last message's text)" if unknown[0] == "message" else ""
             raise ProtocolError(f"{prefix}: undefined name {unknown[0]!r}{hint}; this field may use the variables "
-                                f"{sorted(spec.variable_names)}, {sorted(PROVIDED[kind])} and the helpers {sorted(HELPERS)}")
+                                f"{sorted(variables)}, {sorted(PROVIDED[kind])} and the helpers {sorted(HELPERS)}")
         if kind in ("system", "prompt", "script", "valid", "invalid_prompt"):
             for key in _keys_read(tree, "params"):
                 if key not in spec.roles[role].params:
