@@ -20,13 +20,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import SparringError
+from .errors import ConfigFileError
 
 EFFECTIVE_CONFIG = "run_config.yaml"
-
-
-class ConfigFileError(SparringError):
-    """A config file could not be read or holds a key or value its command does not take."""
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -25,3 +25,11 @@ class TranscriptError(SparringError):
 
 class TrainingError(SparringError):
     """Training could not start or finish: bad settings, an empty dataset or an unusable output directory."""
+
+
+class ReportError(SparringError):
+    """A report could not be made: the directory holds nothing a report can show, or it cannot be written."""
+
+
+class ConfigFileError(SparringError):
+    """A config file (``--config``) could not be read, or holds a key or value its command does not take."""

@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
 
-from ..errors import SparringError
+from ..errors import ReportError, SparringError
 from ..transcripts import Episode, latest_by_id, read_transcripts
 
 TRANSCRIPTS = "transcripts.jsonl"
 _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
 _PROMPT_ROLES = {"system", "user"}
-
-
-class ReportError(SparringError):
-    """A report could not be made: the directory holds nothing a report can show."""
 
 
 @dataclass
