@@ -534,6 +534,14 @@ def selfplay(
     kl_coeff: Optional[float] = typer.Option(None, help="SPAG: KL coefficient to the reference (default 0.2)."),
     sft_coeff: Optional[float] = typer.Option(None, help="SPAG: weight of the mixed-in SFT loss (default 0.5)."),
     clip_range: Optional[float] = typer.Option(None, help="SPAG: ratio clip range (default 0.2)."),
+    bench_tasks: Optional[str] = typer.Option(None, "--bench-tasks",
+                                              help="lm-eval tasks, comma-separated (e.g. SPAG's bbh,arc_easy,"
+                                                   "arc_challenge,mutual,winogrande,logiqa2,piqa): scored on the "
+                                                   "starting model (OUT/baseline/bench.json) and after each epoch "
+                                                   "(OUT/epoch_K/bench.json), as `sparring eval bench` does."),
+    bench_limit: Optional[int] = typer.Option(None, "--bench-limit", min=1, help="Documents per benchmark task at most."),
+    bench_include_path: Optional[Path] = typer.Option(None, "--bench-include-path", file_okay=False,
+                                                      help="A directory of benchmark task YAML files of your own."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """SPAG self-play (or the SAIE loop): each epoch plays, judges, builds data, trains and evaluates.
@@ -555,7 +563,9 @@ def selfplay(
             overrides=overrides, warmup=warmup,
             eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
             sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
-            concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset)
+            concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset,
+            bench_tasks=[bench_tasks] if bench_tasks else [], bench_limit=bench_limit,
+            bench_include_path=str(bench_include_path) if bench_include_path else None)
     except SparringError as error:
         raise _fail(error) from None
     _write_config(ctx, out)
@@ -580,7 +590,8 @@ def selfplay(
 
 # --- eval ---------------------------------------------------------------------------------------
 
-eval_app = typer.Typer(help="Evaluate models: win rates between two models, accuracy on question sets.",
+eval_app = typer.Typer(help="Evaluate models: win rates between two models, accuracy on question sets, "
+                            "lm-evaluation-harness benchmarks.",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -686,18 +697,71 @@ def eval_qa_command(
     console.print(f"transcripts: {result.path}\nresult: {out / 'accuracy.json'}", highlight=False)
 
 
+@eval_app.command("bench")
+def eval_bench_command(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m",
+                              help="hf:... (in this process, +ADAPTER included) or openai:MODEL@URL (lm-eval's "
+                                   "local-completions at URL/completions); not litellm:."),
+    tasks: str = typer.Option(..., "--tasks", "-t",
+                              help="lm-eval tasks or groups, comma-separated, e.g. arc_easy,piqa (SPAG's: bbh,arc_easy,"
+                                   "arc_challenge,mutual,winogrande,logiqa2,piqa). List them with `lm-eval ls tasks`."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1,
+                                        help="Documents per task at most (a quick look: the score of a subset)."),
+    out: Path = typer.Option(Path("runs/eval/bench"), "--out", "-o", help="Directory for bench.json."),
+    include_path: Optional[Path] = typer.Option(None, "--include-path", file_okay=False,
+                                                help="A directory of task YAML files of your own (with their data, "
+                                                     "e.g. JSONL): they run offline."),
+    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", min=0,
+                                              help="Few-shot examples for every task (default: each task's own)."),
+    batch_size: str = typer.Option("8", "--batch-size", help="lm-eval's batch size, or auto (hf: on a GPU)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
+                                            help="openai: only: the served model's tokenizer (hub id, directory or hf: "
+                                                 "spec; 'none' for generation-only tasks). Default: the served name "
+                                                 "when it is one of those."),
+    config: Optional[Path] = CONFIG_OPTION,
+) -> None:
+    """Score a model on lm-evaluation-harness tasks (e.g. SPAG's reasoning benchmarks); write OUT/bench.json.
+
+    Prints task / metric / value ± standard error. lm-eval reads public tasks' data from the
+    Hugging Face hub; tasks of your own (--include-path) need no network. See docs/training.md.
+    """
+    from rich.markup import escape
+
+    from .evaluation._bench import bench_rows, run_bench
+
+    _write_config(ctx, out)
+    try:
+        result = run_bench(model, tasks, out, limit=limit, include_path=include_path, num_fewshot=num_fewshot,
+                           batch_size=batch_size, tokenizer=tokenizer,
+                           on_status=lambda line: errors.print(f"{line} ...", highlight=False, markup=False))
+    except SparringError as error:
+        raise _fail(error) from None
+    table = Table("task", "metric", "value ± stderr", "docs",
+                  title=f"{result.model}: lm-eval {result.lm_eval_version}" + (f", --limit {limit}" if limit else ""))
+    for row in bench_rows(result.to_dict()):
+        samples = result.results[row.task].get("n_samples") or {}
+        table.add_row(f"[bold]{escape(row.task)}[/] (group)" if row.group else escape(row.task), escape(row.metric),
+                      row.text(), str(samples.get("effective", "–")))
+    console.print(table)
+    console.print(f"result: {result.path} ({result.seconds:.0f} s)", highlight=False)
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="A self-play run directory, or any directory with a transcripts.jsonl."),
+    run_dir: Path = typer.Argument(..., help="A self-play run directory, or any directory with a transcripts.jsonl "
+                                   "or bench.json files."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The HTML file (default: RUN_DIR/report.html)."),
 ) -> None:
     """Write a self-contained HTML report (charts, epochs, transcripts) and the charts as PNG files.
 
     Win rate per epoch with 95% intervals, the evidence against the start model (per-role tests and a verdict,
-    printed last), outcomes, turns, tokens, throughput, loss, SPAG training metrics, accuracy, transcripts.
+    printed last), outcomes, turns, tokens, throughput, loss, SPAG training metrics, accuracy, transcripts, and the
+    benchmark scores of every bench.json (`eval bench`, `selfplay --bench-tasks`); a directory of bench.json
+    files alone is a report too.
 
     The page needs no server and no network; the PNGs go beside it (report.html -> report_files/).
     """

@@ -145,11 +145,13 @@ def _render(run: Run, charts, conversations, missing: list[str]) -> str:
         evidence=_evidence(run), verdict=_verdict(run), role_split=role_split(run), listing=transcript_list(run),
         charts=[{"name": c.name, "title": c.title, "caption": c.caption, "svg": Markup(c.svg),
                  "png": f"{c.png.parent.name}/{c.png.name}"} for c in charts],
-        conversations=conversations, missing=missing,
+        conversations=conversations, missing=missing, bench=_bench_table(run),
     )
 
 
 def _title(run: Run) -> str:
+    if run.kind == "bench":
+        return f"Benchmark report: {run.path.name or run.path}"
     protocol = run.protocol or "unknown protocol"
     return f"{'Self-play' if run.kind == 'selfplay' else 'Run'} report: {protocol}"
 
@@ -272,6 +274,41 @@ def _evidence(run: Run) -> list[dict[str, Any]]:
             })
             first = False
     return rows
+
+
+def _bench_table(run: Run) -> dict[str, Any] | None:
+    """The benchmark table: a row per ``bench.json`` (the start model, then each epoch), a column per task and
+    metric (the tasks asked for: a group's aggregate, not its subtasks), cells ``value ± stderr`` with the change
+    from the first row. None without any ``bench.json``."""
+    from ..evaluation._bench import bench_rows
+
+    if not run.benches:
+        return None
+    columns: list[tuple[str, str]] = []
+    tables = []
+    for entry in run.benches:
+        asked = set(entry.data.get("tasks") or [])
+        rows = bench_rows(entry.data)
+        shown = [row for row in rows if row.task in asked] or rows  # a task given as a YAML path: all rows
+        tables.append({(row.task, row.metric): row for row in shown})
+        columns += [key for key in tables[-1] if key not in columns]
+    first = tables[0]
+    body = []
+    for entry, cells in zip(run.benches, tables):
+        shown = []
+        for key in columns:
+            row, before = cells.get(key), first.get(key)
+            change = ""
+            if row is not None and row.value is not None and before is not None and before.value is not None \
+                    and cells is not first:
+                change = f"{row.value - before.value:+.3f}"
+            shown.append({"text": row.text() if row else "–", "change": change})
+        limit = entry.data.get("limit")
+        body.append({"label": entry.label, "model": run.short(str(entry.data.get("model") or "–")),
+                     "limit": "all" if limit is None else str(limit), "cells": shown})
+    return {"columns": [{"task": task, "metric": metric} for task, metric in columns], "rows": body,
+            "first": run.benches[0].label,
+            "version": ", ".join(sorted({str(e.data.get("lm_eval_version", "?")) for e in run.benches}))}
 
 
 def _settings(run: Run) -> list[tuple[str, str]]:

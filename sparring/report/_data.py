@@ -2,7 +2,9 @@
 
 Two layouts are understood: a self-play run (``selfplay.json`` and ``epoch_K/`` folders, see
 `sparring.trainer`) and a plain play or evaluation output (``transcripts.jsonl``, perhaps a
-``winrate.json`` or ``accuracy.json``), shown as a single group. Anything absent is noted in
+``winrate.json`` or ``accuracy.json``), shown as a single group. Benchmark scores (``bench.json``
+of ``baseline/`` and ``epoch_K/``, or of a directory and its sub-folders) are read beside either,
+or alone (`load_benches`). Anything absent is noted in
 ``missing``, in words, and the report goes on without it.
 """
 
@@ -145,14 +147,56 @@ class Group:
 
 
 @dataclass
+class BenchEntry:
+    """One ``bench.json`` (lm-eval scores, `sparring.evaluation._bench`) of a run: a row of the benchmark table.
+
+    Args:
+        label (`str`): ``"start model"``, ``"epoch 2"``, or the folder's name in a plain directory.
+        path (`Path`): the file.
+        data (`dict`): its content (checked by `read_bench`).
+        order (`int`): where the row goes (the start model first, then the epochs).
+    """
+
+    label: str
+    path: Path
+    data: dict[str, Any]
+    order: int = 0
+
+
+def load_benches(path: Path, missing: list[str]) -> list[BenchEntry]:
+    """The ``bench.json`` files of a run: ``baseline/`` (the start model) and ``epoch_K/`` of a self-play run,
+    else the directory's own and those of its sub-folders (e.g. several `sparring eval bench --out` folders)."""
+    from ..evaluation._bench import BENCH_FILE, BenchmarkError, read_bench
+
+    found: list[tuple[str, int, Path]] = []
+    epochs = [(int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _EPOCH_DIR.match(p.name))]
+    if epochs or (path / "baseline" / BENCH_FILE).is_file():
+        found.append(("start model", -1, path / "baseline" / BENCH_FILE))
+        found += [(f"epoch {number}", number, folder / BENCH_FILE) for number, folder in epochs]
+    else:
+        found.append((path.name or str(path), -1, path / BENCH_FILE))
+        found += [(folder.name, 0, folder / BENCH_FILE) for folder in sorted(path.iterdir()) if folder.is_dir()]
+    entries = []
+    for label, order, file in found:
+        if not file.is_file():
+            continue
+        try:
+            entries.append(BenchEntry(label, file, read_bench(file), order))
+        except BenchmarkError as error:
+            missing.append(f"{file.relative_to(path)} is not a usable benchmark record ({error}); left out")
+    return sorted(entries, key=lambda entry: entry.order)
+
+
+@dataclass
 class Run:
     """A run directory as the report sees it."""
 
     path: Path
-    kind: str  # "selfplay" or "play"
+    kind: str  # "selfplay", "play" or "bench" (bench.json files only)
     settings: dict[str, Any] | None
     groups: list[Group]
     missing: list[str]
+    benches: list[BenchEntry] = field(default_factory=list)
 
     @property
     def protocol(self) -> str | None:
@@ -176,8 +220,9 @@ def load_run(path: Path) -> Run:
     """Read a self-play run directory or a plain play/evaluation directory.
 
     Raises:
-        `ReportError`: ``path`` is not a directory, or holds neither ``epoch_K/`` folders nor a
-            ``transcripts.jsonl``.
+        `ReportError`: ``path`` is not a directory, or holds neither ``epoch_K/`` folders, a
+            ``transcripts.jsonl`` nor a ``bench.json`` (a directory of benchmark results only is a run of
+            kind ``"bench"``, with no groups).
     """
     path = Path(path)
     if not path.is_dir():
@@ -189,14 +234,17 @@ def load_run(path: Path) -> Run:
         if settings is None and not (path / "selfplay.json").exists():
             missing.append("selfplay.json (the run's settings) is missing")
         groups = [_epoch(number, folder, missing, path) for number, folder in epochs]
-        return Run(path, "selfplay", settings, groups, missing)
+        return Run(path, "selfplay", settings, groups, missing, load_benches(path, missing))
+    benches = load_benches(path, missing)
+    if not (path / TRANSCRIPTS).is_file() and benches:
+        return Run(path, "bench", settings, [], missing, benches)
     if not (path / TRANSCRIPTS).is_file():
-        raise ReportError(f"{path} holds neither epoch_K/ folders nor a {TRANSCRIPTS}: point `sparring report` at the "
-                          "--out directory of `sparring selfplay`, `sparring play` or `sparring eval`")
+        raise ReportError(f"{path} holds neither epoch_K/ folders, a {TRANSCRIPTS} nor a bench.json: point `sparring "
+                          "report` at the --out directory of `sparring selfplay`, `sparring play` or `sparring eval`")
     group = Group("run", None, path, games=_episodes(path / TRANSCRIPTS, missing, path))
     _evaluation(group, path, missing, path)
     group.stats = PlayStats.of(group.games)
-    return Run(path, "play", settings, [group], missing)
+    return Run(path, "play", settings, [group], missing, benches)
 
 
 def _epoch(number: int, folder: Path, missing: list[str], root: Path) -> Group:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from ..agents._spec import ModelSpec
 from ._config import TrainConfig
 
 KIND_TEXT = {
@@ -22,14 +24,53 @@ def data_summary(data: Path) -> dict | None:
         return None
 
 
+def base_model_name(spec: ModelSpec) -> str:
+    """The name a trained adapter records for its base model, never the local conversion cache's path.
+
+    A hub id as it is (``HuggingFaceTB/SmolLM2-135M-Instruct``: PEFT and the hub find it); a model
+    directory by its absolute path; otherwise the spec sparring resolves (``hf:smollm2-135m``, the
+    embedded GGUF, or ``hf:FILE.gguf``). sparring itself never reads it back: ``hf:BASE+ADAPTER``
+    names the base, and `sparring serve --engine vllm` takes the base as ``--model``.
+
+    Example:
+        >>> base_model_name(ModelSpec.parse("hf:smollm2-135m+runs/epoch_1/adapter"))
+        'hf:smollm2-135m'
+        >>> base_model_name(ModelSpec.parse("hf:Qwen/Qwen2.5-0.5B-Instruct"))
+        'Qwen/Qwen2.5-0.5B-Instruct'
+    """
+    path = Path(spec.model).expanduser()
+    if not spec.model.endswith(".gguf") and path.is_dir():
+        return str(path.resolve())
+    is_hub_id = spec.model.count("/") == 1 and not spec.model.startswith((".", "/", "~")) and not path.exists()
+    return spec.model if is_hub_id else f"{spec.scheme}:{spec.model}"
+
+
+def record_base_model(adapter: Path, name: str) -> None:
+    """Set ``base_model_name_or_path`` of ``adapter/adapter_config.json`` to ``name`` (`base_model_name`).
+
+    PEFT writes the path the base was loaded from, here a local cache directory; the name travels
+    with the adapter instead. The file is replaced in one step; a full model (no adapter_config.json)
+    is left as it is.
+    """
+    file = Path(adapter) / "adapter_config.json"
+    if not file.is_file():
+        return
+    settings = json.loads(file.read_text())
+    settings["base_model_name_or_path"] = name
+    staging = file.with_name(f".{file.name}.tmp")
+    staging.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    os.replace(staging, file)
+
+
 def model_card(config: TrainConfig, base_dir: str, steps: int, final_loss: float | None, seconds: float,
                play_spec: str) -> str:
-    """Markdown naming the base model, the adapter continued, the data (with its summary) and every setting."""
+    """Markdown naming the base model (by name, `base_model_name`), the adapter continued, the data (with its
+    summary) and every setting; ``base_dir`` is where its weights were read from."""
     spec = config.spec
     summary = data_summary(config.data)
     lines = [
         "---",
-        f"base_model: {base_dir}",
+        f"base_model: {base_model_name(spec)}",
         "library_name: " + ("transformers" if config.full else "peft"),
         "tags: [sparring, " + config.kind + ", trl]",
         "---",

@@ -9,6 +9,8 @@ Each epoch K of ``sparring selfplay`` writes ``OUT/epoch_K/``:
   epoch is one base plus one adapter; the next epoch plays ``BASE+OUT/epoch_K/adapter``;
 - ``eval/``: the new model against the starting model on held-out variables (games), or its
   accuracy on held-out questions (SAIE);
+- ``bench.json``: with ``--bench-tasks``, the trained model's lm-eval benchmark scores
+  (`sparring.evaluation._bench`); the starting model's are in ``OUT/baseline/bench.json``;
 - ``epoch.json``: what happened, written last: an epoch with it is done.
 
 Every stage checks what an earlier, interrupted run left (transcripts resume, a finished data
@@ -28,6 +30,7 @@ from typing import Any, Callable, Collection
 
 from ..agents import ModelSpec
 from ..errors import TrainingError
+from ..evaluation._bench import BENCH_FILE, parse_tasks, read_bench, require_lm_eval, same_settings
 from ..evaluation._learner import LEARNER_PROMPT, correct_by_question, eval_learner
 from ..evaluation._qa import ACCURACY_FILE
 from ..evaluation._significance import compare_accuracy, compare_to_baseline
@@ -42,7 +45,8 @@ EPOCH_FILE = "epoch.json"
 BASELINE_DIR = "baseline"
 NO_DATA = "no training data from this epoch's games ({why}): the model is unchanged and the run goes on"
 SELFPLAY_KINDS = ("spag", "saie", "gold-sft")
-# Settings that must match when a run directory is continued.
+# Settings that must match when a run directory is continued. (Not the bench_* ones: benchmarks change
+# nothing that is trained; a bench.json measured with other tasks or limit is measured again.)
 _IDENTITY = ("protocol", "model", "kind", "games", "seed", "overrides", "warmup")
 
 
@@ -76,6 +80,11 @@ class SelfPlayConfig:
         train (`dict`): `TrainConfig` settings (``max_steps``, ``lr``, ``lora_r``, ...); they win over the preset's.
         preset (`str | None`): a training preset (`PRESETS`, e.g. ``"spag"``) for the self-play epochs; the
             imitation stage takes its imitation counterpart (``spag-imitation``).
+        bench_tasks (`list[str]`): lm-eval tasks (e.g. SPAG's ``bbh``, ``arc_easy``, ...) scored on the starting
+            model once (``OUT/baseline/bench.json``) and on each epoch's trained model (``epoch_K/bench.json``);
+            empty: no benchmarks.
+        bench_limit (`int | None`): documents per benchmark task at most.
+        bench_include_path (`str | None`): a directory of task YAML files of one's own (``--include-path``).
     """
 
     protocol: str
@@ -96,10 +105,16 @@ class SelfPlayConfig:
     concurrency: int = 32
     train: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None
+    bench_tasks: list[str] = field(default_factory=list)
+    bench_limit: int | None = None
+    bench_include_path: str | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         preset_settings(self.preset)  # an unknown name fails here
+        self.bench_tasks = parse_tasks(self.bench_tasks) if self.bench_tasks else []
+        if self.bench_limit is not None and self.bench_limit < 1:
+            raise TrainingError(f"--bench-limit must be 1 or more, got {self.bench_limit}")
         if self.kind not in (None, *SELFPLAY_KINDS):
             raise TrainingError(f"--kind {self.kind!r}: expected one of {', '.join(SELFPLAY_KINDS)}")
         if self.warmup < 0:
@@ -163,11 +178,14 @@ class SelfPlay:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
         ModelSpec.parse(config.model)  # a bad spec fails here, before anything is played
+        if config.bench_tasks:
+            require_lm_eval()
 
     def run(self) -> list[EpochRecord]:
         """Run every epoch not yet done; return the records of all epochs."""
         self.config.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
+        self._bench(self.config.out / BASELINE_DIR, self.start, "baseline (the starting model)")
         model = self._first_stage() if self.config.imitation or self.config.warmup else self.start
         records = []
         for epoch in range(1, self.config.epochs + 1):
@@ -185,6 +203,8 @@ class SelfPlay:
         if done.is_file():
             record = EpochRecord(**json.loads(done.read_text()))
             self.report(f"epoch {epoch}: already done ({record.note or 'trained'})")
+            if record.trained:
+                self._bench(folder, record.next_model, f"epoch {epoch}")
             return record
         record = EpochRecord(epoch=epoch, model=model, next_model=model)
         if self.kind == "gold-sft":
@@ -194,6 +214,7 @@ class SelfPlay:
             data = self._build(folder / "data", [folder / "games" / "transcripts.jsonl"], self.kind)
         if self._learn(record, folder, data, "sft" if self.kind == "gold-sft" else self.kind):
             record.eval = self._evaluate(folder / "eval", record.next_model, epoch)
+            self._bench(folder, record.next_model, f"epoch {epoch}")
         else:
             self.report(f"epoch {epoch}: {record.note}")
         _write_json(done, asdict(record))
@@ -205,7 +226,10 @@ class SelfPlay:
         folder = self.config.out / "epoch_0"
         done = folder / EPOCH_FILE
         if done.is_file():
-            return json.loads(done.read_text())["next_model"]
+            record = EpochRecord(**json.loads(done.read_text()))
+            if record.trained:
+                self._bench(folder, record.next_model, "epoch 0")
+            return record.next_model
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
         if self.config.imitation:
             # SPAG's imitation stage: KL 0.1 to the base
@@ -219,6 +243,7 @@ class SelfPlay:
                                    f"warm-up on the gold rationales of {data.rows} questions")
         if self._learn(record, folder, data, "sft", settings):
             record.note = note
+            self._bench(folder, record.next_model, "epoch 0")
         else:
             record.note = record.note.replace("this epoch's games", source)
             self.report(f"{stage}: {record.note}")
@@ -341,6 +366,27 @@ class SelfPlay:
         result["evidence"] = compare_to_baseline(result, self._baseline())
         self.report(f"epoch {epoch}: verdict: {result['evidence']['verdict']}")
         return result
+
+    def _bench(self, folder: Path, model: str, stage: str) -> None:
+        """``folder/bench.json``: ``model``'s lm-eval scores on ``--bench-tasks`` (kept when one with the same
+        tasks and limit is there already); nothing without ``--bench-tasks``."""
+        from ..evaluation._bench import BenchmarkError, bench_rows, run_bench
+
+        tasks, limit = self.config.bench_tasks, self.config.bench_limit
+        if not tasks:
+            return
+        path = folder / BENCH_FILE
+        if path.is_file():
+            try:
+                if same_settings(read_bench(path), tasks, limit):
+                    return
+            except BenchmarkError:
+                pass  # unreadable: measured again
+        self.report(f"{stage}: benchmarking {model} on {', '.join(tasks)}" + (f" (--bench-limit {limit})" if limit else ""))
+        result = run_bench(model, tasks, folder, limit=limit, include_path=self.config.bench_include_path,
+                           on_status=lambda line: self.report(f"{stage}: {line}"))
+        scores = ", ".join(f"{row.task} {row.metric} {row.text()}" for row in bench_rows(result.to_dict())[:8])
+        self.report(f"{stage}: {scores} ({result.path})")
 
     def _accuracy(self, folder: Path, model: str, seed: int) -> dict[str, Any]:
         """``model`` as the learner alone, with its own prompt, on the held-out questions (``accuracy.json``)."""

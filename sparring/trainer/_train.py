@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from ..errors import TrainingError
 from ._config import TrainConfig, TrainResult, trained_spec
-from ._model_card import data_summary, model_card
+from ._model_card import base_model_name, data_summary, model_card, record_base_model
 from ._rows import load_rows
 
 
@@ -52,6 +52,7 @@ def train(config: TrainConfig) -> TrainResult:
     continuing = config.spec.adapter is not None
     with _quiet():
         model, tokenizer = load_for_training(config)
+        _base_read_locally(model, config)
         if config.kind == "spag":
             from ._spag import build_spag_trainer
 
@@ -72,11 +73,24 @@ def train(config: TrainConfig) -> TrainResult:
 
         card = model_card(config, resolve_model_dir(spec.model), trainer.state.global_step,
                           losses[-1] if losses else None, seconds, play_spec)
+        record_base_model(staging, base_model_name(spec))  # by name, not the local cache path PEFT wrote
         (staging / "README.md").write_text(card)
         publish(staging, config.output)
     state.wait_for_everyone()
     return TrainResult(output=config.output, steps=trainer.state.global_step, final_loss=losses[-1] if losses else None,
                        seconds=seconds, log_history=history, play_spec=play_spec)
+
+
+def _base_read_locally(model, config: TrainConfig) -> None:
+    """A continued adapter names its base by name (`record_base_model`); point the loaded copy at the local
+    directory again, where PEFT looks for the base's config.json when it saves (no hub lookup, no warning)."""
+    settings = getattr(model, "peft_config", None)
+    if not config.spec.adapter or not isinstance(settings, dict):
+        return
+    from ..agents._spec import resolve_model_dir
+
+    for adapter in settings.values():
+        adapter.base_model_name_or_path = resolve_model_dir(config.spec.model)
 
 
 def _training_rows(config: TrainConfig):
