@@ -70,6 +70,15 @@ def _write_config(ctx: typer.Context, folder: Path) -> None:
                            ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip())
 
 
+def _progress():
+    """A transient progress bar: what runs, done of total, time so far and the estimated time left."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+
+
 def _fail(error: SparringError) -> typer.Exit:
     from rich.markup import escape
 
@@ -272,8 +281,6 @@ def play(
     """
     import asyncio
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .agents import ModelSpec
     from .protocols import load_protocol, play as play_protocol, role_models
 
@@ -284,8 +291,7 @@ def play(
             ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
         _write_config(ctx, out)
         overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=console, transient=True) as progress:
+        with _progress() as progress:
             task = progress.add_task(f"playing {loaded.name}", total=games)
             failures: list[str] = []
 
@@ -548,8 +554,6 @@ def selfplay(
 
     Everything lands under OUT/epoch_K/; running the same command again resumes where it stopped.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .trainer import SelfPlay, SelfPlayConfig, final_verdict
 
     train = {"max_steps": max_steps, "epochs": train_epochs, "lr": lr, "lora_r": lora_r, "lora_alpha": lora_alpha,
@@ -569,8 +573,7 @@ def selfplay(
     except SparringError as error:
         raise _fail(error) from None
     _write_config(ctx, out)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
+    with _progress() as progress:
         tasks: dict[str, int] = {}
 
         def on_episode(stage: str, total: int) -> None:
@@ -623,8 +626,6 @@ def eval_winrate_command(
     """
     import asyncio
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .evaluation import eval_winrate
 
     held_out: dict[str, set] = {}
@@ -634,9 +635,8 @@ def eval_winrate_command(
             raise typer.BadParameter(f"expected VAR=VALUE, got {item!r}", param_hint="--exclude")
         held_out.setdefault(key, set()).add(value)
     _write_config(ctx, out)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     try:
-        with Progress(*columns, console=console, transient=True) as progress:
+        with _progress() as progress:
             task = progress.add_task(f"{protocol}: {model} vs {opponent}", total=games)
             result = asyncio.run(eval_winrate(protocol, model, opponent, games, out, seed=seed, exclude=held_out or None,
                                               concurrency=concurrency, resume=resume,
