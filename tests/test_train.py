@@ -243,3 +243,25 @@ def test_shipped_accelerate_configs_load():
     kinds = {name: load_config_from_file(str(folder / f"{name}.yaml")).distributed_type.value
              for name in ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")}
     assert kinds == {"ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
+
+
+def test_training_progress_bar_shows_steps_time_left_and_loss():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from sparring.trainer._progress import StepProgress
+
+    console = Console(record=True, force_terminal=True, width=140)
+    bar, state = StepProgress(console=console), SimpleNamespace(is_world_process_zero=True, max_steps=4, global_step=0)
+    bar.on_train_begin(None, state, None)
+    state.global_step = 2
+    bar.on_step_end(None, state, None)
+    bar.on_log(None, state, None, logs={"loss": 0.5123})
+    bar._progress.refresh()
+    shown = console.export_text()
+    bar.on_train_end(None, state, None)
+    assert "training" in shown and "2/4" in shown and "ETA" in shown and "loss 0.5123" in shown
+    quiet = StepProgress(console=console)  # another process of a distributed run shows nothing
+    quiet.on_train_begin(None, SimpleNamespace(is_world_process_zero=False, max_steps=4, global_step=0), None)
+    assert quiet._progress is None

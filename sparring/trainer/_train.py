@@ -61,6 +61,9 @@ def train(config: TrainConfig) -> TrainResult:
             from ._sft import build_sft_trainer
 
             trainer = build_sft_trainer(config, model, tokenizer, rows, staging, continuing)
+        from ._progress import StepProgress
+
+        trainer.add_callback(StepProgress())
         trainer.train()
         save_result(trainer, tokenizer, staging, config.merge)
     history = trainer.state.log_history
