@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import get_console
 from rich.console import Console
 from rich.table import Table
 
@@ -18,7 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = get_console()  # the one rich console, so the training bar nests inside self-play's progress display
 errors = Console(stderr=True)
 
 MODEL_HELP = ("Model spec: hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR; "
