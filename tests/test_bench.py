@@ -5,13 +5,13 @@ adapters that record their base model by name."""
 from __future__ import annotations
 
 import json
-import textwrap
 import warnings
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from _tasks import write_choice_task
 from sparring.cli import app
 from sparring.evaluation import _bench
 from sparring.evaluation._bench import BENCH_FILE, BENCH_SCHEMA, BenchmarkError, read_bench, run_bench
@@ -35,26 +35,7 @@ QUESTIONS = [
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory) -> Path:
     """A directory holding one multiple-choice task: its YAML and the JSONL of 6 documents it reads."""
-    folder = tmp_path_factory.mktemp("tasks")
-    data = folder / "questions.jsonl"
-    data.write_text("".join(json.dumps({"question": q, "choices": c, "answer": a}) + "\n" for q, c, a in QUESTIONS))
-    (folder / f"{TASK}.yaml").write_text(textwrap.dedent(f"""\
-        task: {TASK}
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            test: {data}
-        test_split: test
-        output_type: multiple_choice
-        doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-        doc_to_choice: choices
-        doc_to_target: answer
-        metric_list:
-          - metric: acc
-            aggregation: mean
-            higher_is_better: true
-    """))
-    return folder
+    return write_choice_task(tmp_path_factory.mktemp("tasks"), TASK, QUESTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from _servers import MODEL, sparring_serve
+from _tasks import write_choice_task
 from sparring.agents import load_model
 from sparring.agents._spec import ModelSpec, resolve_model_dir
 
@@ -58,28 +59,8 @@ EVALUATE = textwrap.dedent("""
 """)
 
 
-def _write_task(directory) -> None:
-    rows = [{"question": q, "choices": choices, "answer": answer} for q, choices, answer in QUESTIONS]
-    data = directory / "questions.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (directory / f"{TASK}.yaml").write_text(textwrap.dedent(f"""\
-        task: {TASK}
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            test: {data}
-        test_split: test
-        output_type: multiple_choice
-        doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-        doc_to_choice: choices
-        doc_to_target: answer
-        metric_list:
-          - metric: acc
-    """))
-
-
 def test_local_completions_scores_a_multiple_choice_task(tmp_path):
-    _write_task(tmp_path)
+    write_choice_task(tmp_path, TASK, QUESTIONS)
     tokenizer = resolve_model_dir(ModelSpec.parse(MODEL).model)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache")}
