@@ -6,6 +6,15 @@ import json
 import textwrap
 from pathlib import Path
 
+QUESTIONS = [  # (question, choices, index of the answer): easy enough that a 135M model gets some right
+    ("What colour is the sky on a clear day?", ["blue", "green", "red", "black"], 0),
+    ("How many legs does a cat have?", ["two", "four", "six", "eight"], 1),
+    ("Which animal says moo?", ["dog", "duck", "cow", "cat"], 2),
+    ("What is frozen water called?", ["steam", "sand", "glass", "ice"], 3),
+    ("Which is a fruit?", ["apple", "chair", "stone", "shoe"], 0),
+    ("What do bees make?", ["milk", "honey", "silk", "wool"], 1),
+]
+
 
 def write_choice_task(directory: Path, name: str, questions: list[tuple[str, list[str], int]]) -> Path:
     """Write ``NAME.yaml`` and ``questions.jsonl`` (question, choices, answer index) into ``directory``."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from _tasks import write_choice_task
+from _tasks import QUESTIONS, write_choice_task
 from sparring.cli import app
 from sparring.evaluation import _bench
 from sparring.evaluation._bench import BENCH_FILE, BENCH_SCHEMA, BenchmarkError, read_bench, run_bench
@@ -22,14 +22,6 @@ pytest.importorskip("lm_eval")
 
 BASE = "hf:smollm2-135m"
 TASK = "sparring_bench_tiny"
-QUESTIONS = [
-    ("What colour is the sky on a clear day?", ["blue", "green", "red", "black"], 0),
-    ("How many legs does a cat have?", ["two", "four", "six", "eight"], 1),
-    ("Which animal says moo?", ["dog", "duck", "cow", "cat"], 2),
-    ("What is frozen water called?", ["steam", "sand", "glass", "ice"], 3),
-    ("Which is a fruit?", ["apple", "chair", "stone", "shoe"], 0),
-    ("What do bees make?", ["milk", "honey", "silk", "wool"], 1),
-]
 
 
 @pytest.fixture(scope="module")

@@ -17,20 +17,12 @@ import pytest
 import torch
 
 from _servers import MODEL, sparring_serve
-from _tasks import write_choice_task
+from _tasks import QUESTIONS, write_choice_task
 from sparring.agents import load_model
 from sparring.agents._spec import ModelSpec, resolve_model_dir
 
 pytest.importorskip("lm_eval")
 
-QUESTIONS = [
-    ("What colour is the sky on a clear day?", ["blue", "green", "red", "black"], 0),
-    ("How many legs does a cat have?", ["two", "four", "six", "eight"], 1),
-    ("Which animal says moo?", ["dog", "duck", "cow", "cat"], 2),
-    ("What is frozen water called?", ["steam", "sand", "glass", "ice"], 3),
-    ("Which is a fruit?", ["apple", "chair", "stone", "shoe"], 0),
-    ("What do bees make?", ["milk", "honey", "silk", "wool"], 1),
-]
 TASK = "sparring_tiny_choice"
 TOLERANCE = 2e-3
 """How far a log-likelihood from the server may be from transformers' in float32 (a few tokens, ~2e-4 each)."""
