@@ -23,6 +23,7 @@ from autogen_core.models import (
 from ...errors import BackendError
 from ..engine._base import BaseEngine, Completion, SamplingParams
 from .._spec import DEFAULT_MODEL
+from ._component import ClientConfig, SpecComponent
 
 SAMPLING_ARGS = ("temperature", "top_p", "max_tokens", "stop", "seed")
 
@@ -33,8 +34,11 @@ class SparringCreateResult(CreateResult):
     token_ids: list[int] | None = None
 
 
-class EmbeddedChatCompletionClient(ChatCompletionClient):
+class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
     """Chat with an in-process transformers model; concurrent calls share one batched engine.
+
+    An AutoGen component: ``dump_component()`` saves its spec and sampling settings, and
+    ``ChatCompletionClient.load_component(...)`` rebuilds it on the shared engine of that spec.
 
     Args:
         model (`str`, defaults to ``"hf:smollm2-135m"``): an ``hf:`` model spec.
@@ -59,6 +63,8 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         ```
     """
 
+    component_provider_override = "sparring.agents.clients.EmbeddedChatCompletionClient"
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
@@ -79,6 +85,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         self._defaults = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                           "stop": tuple(stop or ()), "seed": seed}
         SamplingParams(**self._defaults)  # fail early on a bad setting
+        self._config = ClientConfig(spec=self.spec, **self._defaults)
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self.last_result: SparringCreateResult | None = None

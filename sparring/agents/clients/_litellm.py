@@ -23,6 +23,7 @@ from autogen_core.models import (
 )
 
 from ...errors import BackendError
+from ._component import ClientConfig, SpecComponent
 from ._embedded import SparringCreateResult, to_chat_messages
 from ._openai import MODEL_INFO
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, timed, with_retries
@@ -45,7 +46,7 @@ def import_litellm():
     return litellm
 
 
-class LiteLLMChatCompletionClient(ChatCompletionClient):
+class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
     """Chat with a model through LiteLLM (``litellm:PROVIDER/MODEL``).
 
     Args:
@@ -57,6 +58,8 @@ class LiteLLMChatCompletionClient(ChatCompletionClient):
         temperature, top_p, max_tokens, stop, seed: default sampling settings (temperature 0.7 and
             max_tokens 256 unless given); ``None`` keeps the default.
         extra (`dict | None`): more keyword arguments for ``litellm.acompletion``.
+
+    An AutoGen component: ``dump_component()`` saves the spec and sampling settings (never a key).
 
     Raises:
         `BackendError`: the spec is malformed or carries a key (set e.g. ``ANTHROPIC_API_KEY`` instead).
@@ -76,6 +79,8 @@ class LiteLLMChatCompletionClient(ChatCompletionClient):
         ```
     """
 
+    component_provider_override = "sparring.agents.clients.LiteLLMChatCompletionClient"
+
     def __init__(self, spec: str | ModelSpec, *, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, stop: list[str] | None = None, seed: int | None = None,
                  extra: dict[str, Any] | None = None):
@@ -84,6 +89,7 @@ class LiteLLMChatCompletionClient(ChatCompletionClient):
             raise BackendError(f"LiteLLMChatCompletionClient takes litellm:PROVIDER/MODEL specs, not {str(parsed)!r}")
         self.spec, self.model = str(parsed), parsed.model
         sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop, "seed": seed}
+        self._config = ClientConfig(spec=self.spec, **sampling, extra=extra)
         self.settings = RemoteSettings.build(parsed.options, LITELLM_DEFAULTS, False, sampling, extra)
         base = self.settings.sampling.get("api_base")
         self._where = f"{self.model}" + (f" at {base}" if base else "")

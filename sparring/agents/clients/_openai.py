@@ -25,6 +25,7 @@ from autogen_core.models import (
 )
 
 from ...errors import BackendError
+from ._component import ClientConfig, SpecComponent
 from ._embedded import SparringCreateResult
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, least_busy, loop_registry, timed, with_retries
 from .._spec import ModelSpec
@@ -39,7 +40,7 @@ MODEL_INFO = ModelInfo(vision=False, function_calling=False, json_output=False, 
 _bodies: ContextVar[list | None] = ContextVar("sparring_openai_bodies", default=None)
 
 
-class OpenAIServerClient(ChatCompletionClient):
+class OpenAIServerClient(ChatCompletionClient, SpecComponent):
     """Chat with a model served over an OpenAI-compatible API, on one server or several.
 
     Args:
@@ -55,6 +56,7 @@ class OpenAIServerClient(ChatCompletionClient):
 
     The API key comes from ``OPENAI_API_KEY`` (``"EMPTY"`` when unset, as local servers need none).
     After each `create`, ``last_result`` holds a `SparringCreateResult` with the token ids.
+    An AutoGen component: ``dump_component()`` saves the spec and sampling settings (never the key).
 
     Example:
         ```python
@@ -72,6 +74,8 @@ class OpenAIServerClient(ChatCompletionClient):
         ```
     """
 
+    component_provider_override = "sparring.agents.clients.OpenAIServerClient"
+
     def __init__(self, spec: str | ModelSpec, *, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, stop: list[str] | None = None, seed: int | None = None,
                  extra: dict[str, Any] | None = None):
@@ -80,6 +84,7 @@ class OpenAIServerClient(ChatCompletionClient):
             raise BackendError(f"OpenAIServerClient takes openai:MODEL@URL specs, not {str(parsed)!r}")
         self.spec, self.model, self.urls = str(parsed), parsed.model, parsed.urls
         sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop, "seed": seed}
+        self._config = ClientConfig(spec=self.spec, **sampling, extra=extra)
         self.settings = RemoteSettings.build(parsed.options, OPENAI_DEFAULTS, True, sampling, extra)
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
