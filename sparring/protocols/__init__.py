@@ -2,7 +2,7 @@
 
 from ._episode import EpisodeTeam
 from ._judges import Judge, Outcome
-from ._loader import Protocol, builtin_names, load_protocol, parse_protocol
+from ._loader import Protocol, builtin_names, load_protocol, named_protocol, parse_protocol
 from ._play import PlaySummary, play, role_models
 from ._rejudge import rejudge
 from ._schema import ProtocolSpec
@@ -19,6 +19,7 @@ __all__ = [
     "builtin_names",
     "episode_views",
     "load_protocol",
+    "named_protocol",
     "parse_protocol",
     "play",
     "rejudge",

@@ -147,16 +147,20 @@ class EpisodeTeam:
         return message
 
     async def _reply(self, role: str, handed: list[TextMessage]) -> dict:
-        """One model call of ``role`` on ``handed``: the reply's ``content`` and what the backend said of it."""
-        started = time.perf_counter()
-        response = await self.agents[role].on_messages(handed, CancellationToken())
-        result = getattr(self.clients[role], "last_result", None)
-        reply = {"content": response.chat_message.content, "seconds": round(time.perf_counter() - started, 3)}
-        if result is not None:
-            reply.update(token_ids=result.token_ids, logprobs=[lp.logprob for lp in result.logprobs or []],
-                         finish_reason=result.finish_reason)
-        usage = response.chat_message.models_usage
-        if usage is not None:
-            reply["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-        return reply
+        return await model_reply(self.agents[role], self.clients[role], handed)
 
+
+async def model_reply(agent: AssistantAgent, client: ChatCompletionClient, handed: list[TextMessage]) -> dict:
+    """One model call of ``agent`` (on ``client``) on ``handed``: the reply's ``content`` and what the backend
+    said of it (token ids, logprobs, finish reason, usage, seconds)."""
+    started = time.perf_counter()
+    response = await agent.on_messages(handed, CancellationToken())
+    result = getattr(client, "last_result", None)
+    reply = {"content": response.chat_message.content, "seconds": round(time.perf_counter() - started, 3)}
+    if result is not None:
+        reply.update(token_ids=result.token_ids, logprobs=[lp.logprob for lp in result.logprobs or []],
+                     finish_reason=result.finish_reason)
+    usage = response.chat_message.models_usage
+    if usage is not None:
+        reply["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    return reply

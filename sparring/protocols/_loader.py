@@ -62,7 +62,8 @@ def builtin_names() -> list[str]:
 
 
 def load_protocol(source: str | Path) -> Protocol:
-    """Load a protocol by built-in name (e.g. ``adversarial_taboo``) or from a YAML file path.
+    """Load a protocol by built-in name (e.g. ``adversarial_taboo``), from a YAML file path, or a TextArena
+    environment's (``textarena:TicTacToe-v0``, the textarena extra; see `textarena_protocol`).
 
     Raises:
         `ProtocolError`: the file is missing or invalid; the message names the file, line and field.
@@ -71,6 +72,10 @@ def load_protocol(source: str | Path) -> Protocol:
         >>> load_protocol("adversarial_taboo").spec.schedule.order  # doctest: +SKIP
         ['attacker', 'defender']
     """
+    from ._textarena import SOURCE, textarena_protocol
+
+    if isinstance(source, str) and source.startswith(SOURCE):
+        return textarena_protocol(source.removeprefix(SOURCE))
     path = Path(source)
     if path.suffix not in (".yaml", ".yml"):
         builtin = BUILTIN_DIR / f"{source}.yaml"
@@ -81,6 +86,20 @@ def load_protocol(source: str | Path) -> Protocol:
     if not path.is_file():
         raise ProtocolError(f"protocol file not found: {path}")
     return parse_protocol(path.read_text(), path)
+
+
+def named_protocol(name: str) -> Protocol | None:
+    """The protocol a transcript's ``protocol.name`` refers to without a file: a built-in's, or a TextArena
+    environment's (``textarena.ENV_ID``); None for any other name (a protocol file's).
+
+    Raises:
+        `ProtocolError`: a TextArena name where textarena is not installed, or names no environment.
+    """
+    from ._textarena import NAME, SOURCE
+
+    if name.startswith(NAME):
+        return load_protocol(SOURCE + name.removeprefix(NAME))
+    return load_protocol(name) if name in builtin_names() else None
 
 
 MAX_FILE_BYTES = 10_000_000
@@ -116,6 +135,10 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
     _check_templates(spec, root, where)
     protocol = Protocol(spec, text, path)
     _check_values(protocol, root, where)
+    if spec.environment is not None:
+        from ._textarena import check_environment
+
+        check_environment(protocol)
     return protocol
 
 

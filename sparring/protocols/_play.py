@@ -229,12 +229,20 @@ async def play_episode(protocol, index, seed, sampler, judge, models, clients) -
     try:
         variables = sampler.sample(index)
         seated = {r: seat_of(protocol, variables, r) for r in _speakers(protocol)}  # the name each model sits under
-        team = EpisodeTeam(protocol, variables,
-                           {r: clients(seated[r], seeded(s, ident, r)) for r, s in _speakers(protocol).items()}, judge)
+        speakers = {r: clients(seated[r], seeded(s, ident, r)) for r, s in _speakers(protocol).items()}
         models = {r: models[seat] for r, seat in seated.items() if seat in models}  # recorded per role, as always
-        outcome = await team.run()
-        rewards, status, error = judge.rewards(outcome, variables, team.messages), "ok", None
-        outcome_record = outcome.record(protocol)
+        if protocol.spec.environment is None:
+            team = EpisodeTeam(protocol, variables, speakers, judge)
+            outcome = await team.run()
+            rewards = judge.rewards(outcome, variables, team.messages)
+        else:  # its environment plays, decides and scores the game
+            from ._textarena import ArenaTeam, arena_variables
+
+            variables = arena_variables(ident)
+            team = ArenaTeam(protocol, variables, speakers)
+            outcome = await team.run()
+            rewards = team.rewards
+        status, error, outcome_record = "ok", None, outcome.record(protocol)
     except Exception as failure:  # noqa: BLE001 - one bad episode (a rule, a backend, a bug) never stops a run
         outcome_record, rewards, status, error = None, {}, "error", error_line(failure)
     messages = team.messages if team is not None else []

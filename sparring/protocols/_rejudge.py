@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ..errors import SparringError, TranscriptError
+from ..errors import JudgeError, SparringError, TranscriptError
 from ..transcripts import ProtocolRef, latest_by_id, read_transcripts
 from ._judges import Judge
 from ._loader import Protocol
@@ -78,8 +78,12 @@ def rejudge(
         `TranscriptError`: ``source`` is missing; ``out`` is ``source`` itself, a directory, or
             not empty without ``overwrite``; records name another protocol without ``force``;
             ``out`` cannot be written.
-        `JudgeError`: the protocol names a hook and ``allow_hooks`` is not set.
+        `JudgeError`: the protocol names a hook and ``allow_hooks`` is not set, or it is an environment's
+            (its environment decided each game).
     """
+    if protocol.spec.environment is not None:
+        raise JudgeError(f"{protocol.name}: its environment ({protocol.spec.environment.textarena}) decided each game "
+                         "as it was played; there are no rules to judge its transcripts by again")
     judge = Judge(protocol, allow_hooks)
     reader = read_transcripts(source)
     if out is not None:

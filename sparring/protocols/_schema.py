@@ -451,6 +451,19 @@ class TrainingSpec(_Strict):
     )
 
 
+class EnvironmentSpec(_Strict):
+    """A game environment that runs the episode in place of the schedule and the judge."""
+
+    textarena: str = Field(description="A TextArena environment id, e.g. 'TicTacToe-v0' (the textarena extra); its "
+                           "players are the protocol's roles, in file order: player 0 is the first role.")
+    max_steps: int = Field(200, ge=1, description="Moves at most; an episode still running then is a tie ('step limit').")
+
+
+_NOT_WITH_ENVIRONMENT = ("variables", "judge", "state", "update", "rewards", "seats", "teams", "max_total_tokens",
+                         "stop_on_outcome")
+"""The fields an environment protocol leaves to its environment: it draws the game, decides it and scores it."""
+
+
 class ProtocolSpec(_Strict):
     """A whole protocol file."""
 
@@ -493,6 +506,46 @@ class ProtocolSpec(_Strict):
     training: TrainingSpec = Field(
         default_factory=TrainingSpec, description="Settings of `sparring data build` for this protocol's transcripts."
     )
+    environment: EnvironmentSpec | None = Field(
+        None, description="A game environment (TextArena) that plays the episode: each turn the player it names is "
+        "handed what it observed since its last move, and the environment decides and scores the game. The schedule "
+        "is then optional (default: the roles in order, `max_steps` turns) and not followed.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_schedule(cls, data: Any) -> Any:
+        """An environment protocol needs no schedule: it gets one of the roles, as long as the step limit, so
+        that data building caps an episode where play does."""
+        if not (isinstance(data, dict) and isinstance(data.get("environment"), dict)
+                and isinstance(data.get("roles"), dict) and data["roles"]):
+            return data
+        # each player sees only what its environment shows it (its observations, its prompts)
+        roles = {name: {"sees": [], **role} if isinstance(role, dict) else role for name, role in data["roles"].items()}
+        data = {**data, "roles": roles}
+        if "schedule" not in data:
+            steps = data["environment"].get("max_steps", EnvironmentSpec.model_fields["max_steps"].default)
+            data["schedule"] = {"order": list(roles), "max_turns": steps}
+        return data
+
+    @model_validator(mode="after")
+    def _environment_decides(self) -> "ProtocolSpec":
+        if self.environment is None:
+            return self
+        given = [name for name in _NOT_WITH_ENVIRONMENT if name in self.model_fields_set]
+        if given:
+            raise ValueError(f"{given[0]}: an environment protocol leaves it to its environment (which draws, "
+                             f"decides and scores the game); remove {given[0]}")
+        for name, role in self.roles.items():
+            if role.scripted:
+                raise ValueError(f"roles.{name}: in an environment protocol every role is a player its environment "
+                                 "asks for moves: give it a `system` prompt, not a `script`")
+            fields = sorted({"prompt", "valid", "to", "history"} & role.model_fields_set) + (["sees"] if role.sees else [])
+            if fields:
+                raise ValueError(f"roles.{name}.{fields[0]}: not in an environment protocol: its environment hands each "
+                                 "player its observation as the turn's prompt, judges its moves and shows it only what "
+                                 "it observes")
+        return self
 
     @property
     def model_roles(self) -> list[str]:

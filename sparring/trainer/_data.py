@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SparringError, TrainingError, TranscriptError
-from ..protocols import Judge, Protocol, builtin_names, load_protocol
+from ..protocols import Judge, Protocol, load_protocol, named_protocol
 from ..protocols._answers import answers_match, extract_answer
 from ..protocols._rejudge import within_schedule
 from ..protocols._views import TurnView, episode_views, fits
@@ -120,8 +120,8 @@ class _Protocols:
         message decided that one is not known), or when they cannot judge it (a warning).
         """
         protocol = self.get(episode)
-        if protocol is None or episode.status != "ok" or episode.outcome is None:
-            return episode
+        if protocol is None or protocol.spec.environment is not None or episode.status != "ok" or episode.outcome is None:
+            return episode  # an environment decided at its last message
         cap = protocol.spec.schedule.max_messages()
         messages, _ = within_schedule(protocol, [m.model_dump() for m in episode.messages], cap)
         try:
@@ -145,7 +145,7 @@ class _Protocols:
             protocol = self.explicit
         else:
             if name not in self.cache:
-                self.cache[name] = load_protocol(name) if name in builtin_names() else None
+                self.cache[name] = named_protocol(name)
             protocol = self.cache[name]
         if protocol is None:
             self._warn(("plain", name), f"protocol {name!r} is not built in (pass --protocol FILE): its episodes get "
