@@ -52,7 +52,7 @@ import yaml
 
 from autogen_core.models import UserMessage
 
-from sparring.agents.clients._embedded import to_chat_messages
+from sparring.agents.clients._messages import to_chat_messages
 from sparring.agents.engine._base import BaseEngine, Request, SamplingParams, encode_chat, end_token_ids
 from sparring.agents.engine._loading import best_dtype, get_engine, load_model
 from sparring.protocols import Judge, Protocol, load_protocol, parse_protocol, play, role_models

@@ -53,7 +53,7 @@ def assert_views_match_requests(protocol, episode, clients: dict) -> None:
     """Every model call's request (``clients``: role -> replay client) is exactly the view `episode_views`
     rebuilds from the transcript, rejected replies included; scripted messages have no view, and the
     default views are the same less the rejected replies'."""
-    from sparring.agents.clients._embedded import to_chat_messages
+    from sparring.agents.clients._messages import to_chat_messages
     from sparring.protocols import episode_views
 
     every = episode_views(protocol, episode, include_invalid=True)

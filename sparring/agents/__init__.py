@@ -1,25 +1,36 @@
 """Models for sparring's agents: spec strings (`ModelSpec`), the embedded engine (`engine/`) and the
-AutoGen `ChatCompletionClient` of every backend (`clients/`)."""
+AutoGen `ChatCompletionClient` of every backend (`clients/`).
 
-from ._spec import DEFAULT_MODEL, ModelSpec, sparring_home
-from .clients import (EmbeddedChatCompletionClient, FaultPolicy, LiteLLMChatCompletionClient, OpenAIServerClient,
-                      SparringCreateResult, model_client)
-from .engine import Completion, Engine, SamplingParams, best_dtype, get_engine, load_model
+Names load on first use: a spec or a client of a remote backend never loads torch.
+"""
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "Completion",
-    "EmbeddedChatCompletionClient",
-    "Engine",
-    "FaultPolicy",
-    "LiteLLMChatCompletionClient",
-    "ModelSpec",
-    "OpenAIServerClient",
-    "SamplingParams",
-    "SparringCreateResult",
-    "best_dtype",
-    "get_engine",
-    "load_model",
-    "model_client",
-    "sparring_home",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "DEFAULT_MODEL": "._spec",
+    "ModelSpec": "._spec",
+    "sparring_home": "._spec",
+    "EmbeddedChatCompletionClient": ".clients",
+    "FaultPolicy": ".clients",
+    "LiteLLMChatCompletionClient": ".clients",
+    "OpenAIServerClient": ".clients",
+    "SparringCreateResult": ".clients",
+    "model_client": ".clients",
+    "Completion": ".engine",
+    "Engine": ".engine",
+    "SamplingParams": ".engine",
+    "best_dtype": ".engine",
+    "get_engine": ".engine",
+    "load_model": ".engine",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)

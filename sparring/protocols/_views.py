@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
 
-from ..agents.clients._embedded import to_chat_messages
+from ..agents.clients._messages import to_chat_messages
 from ..transcripts import Episode, TranscriptMessage
 from ._loader import Protocol
 from ._visibility import model_context, seen, system_prompt, turn_prompt

@@ -7,31 +7,22 @@ from typing import Any, AsyncGenerator, Mapping, Sequence
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
-    AssistantMessage,
     ChatCompletionClient,
     ChatCompletionTokenLogprob,
-    CreateResult,
     LLMMessage,
     ModelCapabilities,
     ModelFamily,
     ModelInfo,
     RequestUsage,
-    SystemMessage,
-    UserMessage,
 )
 
 from ...errors import BackendError
 from ..engine._base import BaseEngine, Completion, SamplingParams
 from .._spec import DEFAULT_MODEL
 from ._component import ClientConfig, SpecComponent
+from ._messages import SparringCreateResult, to_chat_messages
 
 SAMPLING_ARGS = ("temperature", "top_p", "max_tokens", "stop", "seed")
-
-
-class SparringCreateResult(CreateResult):
-    """A `CreateResult` that also carries the completion's token ids (``logprobs`` holds their logprobs)."""
-
-    token_ids: list[int] | None = None
 
 
 class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
@@ -192,23 +183,3 @@ class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
 
     async def close(self) -> None:
         """Nothing to release: the engine is shared and lives as long as the process."""
-
-
-def to_chat_messages(messages: Sequence[LLMMessage], backend: str = "the embedded engine") -> list[dict]:
-    """AutoGen messages as OpenAI-style ``{"role", "content"}`` dicts (a chat template's or LiteLLM's input).
-
-    Raises:
-        `BackendError`: a message is not plain text (``backend`` names who refuses it).
-    """
-    chat = []
-    for message in messages:
-        if isinstance(message, SystemMessage):
-            chat.append({"role": "system", "content": message.content})
-        elif isinstance(message, UserMessage) and isinstance(message.content, str):
-            chat.append({"role": "user", "content": message.content})
-        elif isinstance(message, AssistantMessage) and isinstance(message.content, str):
-            chat.append({"role": "assistant", "content": message.content})
-        else:
-            raise BackendError(f"{backend} takes text messages only, not {type(message).__name__} with "
-                               f"{type(getattr(message, 'content', None)).__name__} content")
-    return chat

@@ -24,7 +24,7 @@ from autogen_core.models import (
 
 from ...errors import BackendError
 from ._component import ClientConfig, SpecComponent
-from ._embedded import SparringCreateResult, to_chat_messages
+from ._messages import SparringCreateResult, to_chat_messages
 from ._openai import MODEL_INFO
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, timed, with_retries
 from .._spec import ModelSpec, key_variable

@@ -26,7 +26,7 @@ from autogen_core.models import (
 
 from ...errors import BackendError
 from ._component import ClientConfig, SpecComponent
-from ._embedded import SparringCreateResult
+from ._messages import SparringCreateResult
 from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, least_busy, loop_registry, timed, with_retries
 from .._spec import ModelSpec
 
