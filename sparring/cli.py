@@ -63,6 +63,23 @@ CONFIG_OPTION = typer.Option(
          "given win over it. The settings a run used are written to its directory as run_config.yaml.")
 
 
+REPORT_TO_OPTION = typer.Option(
+    "none", "--report-to",
+    help="Also log metrics to none, tensorboard, wandb or trackio (comma-separated; all: every one installed; "
+         "train also takes transformers' other integrations): game metrics with win rates and intervals (selfplay: "
+         "per epoch) and TRL's training metrics. TensorBoard files go to OUT/tensorboard/ (train: OUTPUT/runs/). "
+         "See docs/training.md.")
+
+
+def _tracker(report_to: str, ctx: typer.Context, out: Path):
+    """The trackers of ``--report-to`` for a run in ``out``, opened (`TrackingError` when one is missing)."""
+    from .tracking import open_tracker
+
+    settings = {k: v for k, v in ctx.params.items() if k != "config"}
+    command = ctx.command_path.removeprefix(ctx.find_root().info_name or "").strip()
+    return open_tracker(report_to, out, config=settings, name=f"{command} {out}")
+
+
 def _write_config(ctx: typer.Context, folder: Path) -> None:
     """Write the effective settings (defaults, --config file, flags) to FOLDER/run_config.yaml."""
     from .config_files import write_effective_config
@@ -261,7 +278,7 @@ def _print_summary(summary) -> None:
 @app.command()
 def play(
     ctx: typer.Context,
-    protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
+    protocol: str = typer.Argument(..., help="A built-in protocol name, a protocol .yaml file or textarena:ENV_ID."),
     games: int = typer.Option(8, "--games", "-n", min=1, help="Episodes to play."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
     role: List[str] = typer.Option([], "--role", help="ROLE=SPEC: a model for one role (repeatable); SEAT=SPEC in a protocol with seats."),
@@ -273,6 +290,7 @@ def play(
     allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
     max_error_share: float = typer.Option(0.1, min=0, max=1, help="Exit with code 2 when more than this share of "
                                           "the episodes played failed (backend or protocol errors)."),
+    report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Play episodes of a protocol; write transcripts; print outcomes, win rates and speed.
@@ -284,15 +302,17 @@ def play(
 
     from .agents import ModelSpec
     from .protocols import load_protocol, play as play_protocol, role_models
+    from .tracking import play_metrics, trackers
 
     try:
+        trackers(report_to)  # a missing tracker package fails here, before any episode
         loaded = load_protocol(protocol)
         models = role_models(loaded, model, _pairs(role, "--role"))
         for spec in sorted(set(models.values())):
             ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
         _write_config(ctx, out)
         overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
-        with _progress() as progress:
+        with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
             task = progress.add_task(f"playing {loaded.name}", total=games)
             failures: list[str] = []
 
@@ -304,6 +324,11 @@ def play(
             summary = asyncio.run(play_protocol(
                 loaded, games, out, models, concurrency=concurrency, seed=seed, resume=resume,
                 overrides=overrides, allow_hooks=allow_hooks, on_episode=on_episode))
+            if tracker.names:  # the run's transcripts counted as selfplay counts an epoch's (epoch.json's play)
+                from .trainer import play_stats
+
+                tracker.log(play_metrics(play_stats(summary.path, loaded.spec.training.drop_reasons), summary.roles),
+                            step=0)
     except SparringError as error:
         raise _fail(error) from None
     _print_summary(summary)
@@ -417,10 +442,12 @@ def protocols_list() -> None:
         spec = load_protocol(name).spec
         table.add_row(name, ", ".join(spec.roles), spec.description.strip())
     console.print(table)
+    console.print("TextArena's games too, as textarena:ENV_ID (e.g. textarena:TicTacToe-v0; "
+                  "pip install 'sparring[textarena]')", highlight=False)
 
 
 @protocols_app.command("show")
-def protocols_show(name: str = typer.Argument(..., help="A built-in protocol name or a .yaml file.")) -> None:
+def protocols_show(name: str = typer.Argument(..., help="A built-in protocol name, a .yaml file or textarena:ENV_ID.")) -> None:
     """Print a protocol's YAML, exactly as it is (``sparring protocols show NAME > my_game.yaml`` copies it)."""
     from .protocols import load_protocol
 
@@ -507,7 +534,8 @@ def data_build(
 def selfplay(
     ctx: typer.Context,
     protocol: str = typer.Option("adversarial_taboo", "--protocol", "-p",
-                                 help="A built-in protocol name or a .yaml file: a game (SPAG) or a SAIE discussion."),
+                                 help="A built-in protocol name, a .yaml file or textarena:ENV_ID: a game (SPAG) "
+                                 "or a SAIE discussion."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
     epochs: int = typer.Option(3, "--epochs", "-e", min=1, help="Self-play epochs (SPAG: 3)."),
     games: int = typer.Option(64, "--games", "-n", min=1, help="Episodes played per epoch."),
@@ -549,6 +577,7 @@ def selfplay(
     bench_limit: Optional[int] = typer.Option(None, "--bench-limit", min=1, help="Documents per benchmark task at most."),
     bench_include_path: Optional[Path] = typer.Option(None, "--bench-include-path", file_okay=False,
                                                       help="A directory of benchmark task YAML files of your own."),
+    report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """SPAG self-play (or the SAIE loop): each epoch plays, judges, builds data, trains and evaluates.
@@ -570,7 +599,7 @@ def selfplay(
             sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
             concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset,
             bench_tasks=[bench_tasks] if bench_tasks else [], bench_limit=bench_limit,
-            bench_include_path=str(bench_include_path) if bench_include_path else None)
+            bench_include_path=str(bench_include_path) if bench_include_path else None, report_to=report_to)
     except SparringError as error:
         raise _fail(error) from None
     _write_config(ctx, out)
@@ -607,7 +636,8 @@ def _with_ci(rate: float, ci) -> str:
 @eval_app.command("winrate")
 def eval_winrate_command(
     ctx: typer.Context,
-    protocol: str = typer.Option(..., "--protocol", "-p", help="A two-sided protocol: a built-in name or a .yaml file."),
+    protocol: str = typer.Option(..., "--protocol", "-p",
+                                 help="A two-sided protocol: a built-in name, a .yaml file or textarena:ENV_ID."),
     model: str = typer.Option(..., "--model", "-m", help="The model evaluated. " + MODEL_HELP),
     opponent: str = typer.Option(..., "--opponent", help="The model it plays against (same spec forms)."),
     games: int = typer.Option(32, "--games", "-n", min=1, help="Games in all; half with the model in each role."),
@@ -617,6 +647,7 @@ def eval_winrate_command(
     concurrency: int = typer.Option(32, min=1, help="Games in flight at once."),
     resume: bool = typer.Option(False, help="Continue an evaluation in --out."),
     exclude: List[str] = typer.Option([], "--exclude", help="VAR=VALUE: never play this value (held out; repeatable)."),
+    report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Win, loss and tie rates of --model against --opponent, with both role assignments and 95% intervals.
@@ -635,13 +666,17 @@ def eval_winrate_command(
         if not sep or not key:
             raise typer.BadParameter(f"expected VAR=VALUE, got {item!r}", param_hint="--exclude")
         held_out.setdefault(key, set()).add(value)
-    _write_config(ctx, out)
+    from .tracking import trackers, winrate_metrics
+
     try:
-        with _progress() as progress:
+        trackers(report_to)  # a missing tracker package fails here, before any game
+        _write_config(ctx, out)
+        with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
             task = progress.add_task(f"{protocol}: {model} vs {opponent}", total=games)
             result = asyncio.run(eval_winrate(protocol, model, opponent, games, out, seed=seed, exclude=held_out or None,
                                               concurrency=concurrency, resume=resume,
                                               on_episode=lambda _: progress.advance(task)))
+            tracker.log(winrate_metrics(result.to_dict()), step=0)
     except SparringError as error:
         raise _fail(error) from None
     total = result.total
@@ -673,18 +708,23 @@ def eval_qa_command(
     seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
     concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
     resume: bool = typer.Option(False, help="Continue a run in --out."),
+    report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Accuracy of --model on a question set with a 95% interval; with --debate, single agent and debate side by side."""
     import asyncio
 
     from .evaluation import eval_qa
+    from .tracking import accuracy_metrics, trackers
 
-    _write_config(ctx, out)
     try:
-        with console.status(f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)" if debate else "")):
+        trackers(report_to)  # a missing tracker package fails here, before any question
+        _write_config(ctx, out)
+        with _tracker(report_to, ctx, out) as tracker, \
+                console.status(f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)" if debate else "")):
             result = asyncio.run(eval_qa(questions, model, out, debate=debate, agents=agents, rounds=rounds,
                                          limit=limit, seed=seed, concurrency=concurrency, resume=resume))
+            tracker.log(accuracy_metrics(result.to_dict()), step=0)
     except SparringError as error:
         raise _fail(error) from None
     names = {"single_agent": "single agent", "majority_vote": f"majority vote of {agents}, no debate",
@@ -808,8 +848,7 @@ def train(
     sft_coeff: Optional[float] = typer.Option(None, "--sft-coeff", min=0, help="spag: weight of the NLL of the sft rows (default 0.5)."),
     clip_range: Optional[float] = typer.Option(None, "--clip-range", min=0, help="spag: ratio clip range (default 0.2); 0 turns it off."),
     merge: bool = typer.Option(False, "--merge", help="Also write OUTPUT/merged, the base with the adapter merged in."),
-    report_to: str = typer.Option("none", "--report-to",
-                                  help="Where the Trainer also logs: none, tensorboard, wandb, trackio, ... (comma-separated)."),
+    report_to: str = REPORT_TO_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and data order."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per sample at most (default 1024)."),
     regenerate: bool = typer.Option(False, "--regenerate",

@@ -33,3 +33,7 @@ class ReportError(SparringError):
 
 class ConfigFileError(SparringError):
     """A config file (``--config``) could not be read, or holds a key or value its command does not take."""
+
+
+class TrackingError(SparringError):
+    """An experiment tracker (``--report-to``) is unknown, not installed or could not start; the message says what to do."""

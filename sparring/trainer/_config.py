@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..agents._spec import ModelSpec
-from ..errors import TrainingError
+from ..errors import TrackingError, TrainingError
 
 KINDS = ("sft", "spag", "saie")
 LORA_LR = 1e-4
@@ -133,12 +133,12 @@ class TrainConfig:
         """``report_to`` as a list of transformers integration names; `TrainingError` on an unknown one."""
         from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
-        names = [name.strip() for name in self.report_to.split(",")]
-        unknown = [name for name in names if name not in ("none", "all", *INTEGRATION_TO_CALLBACK)]
-        if unknown:
-            raise TrainingError(f"--report-to {self.report_to}: unknown {unknown}; expected none, all or "
-                                f"comma-separated names among {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
-        return names
+        from ..tracking import report_names
+
+        try:  # the rule every --report-to follows, against all of transformers' integrations
+            return report_names(self.report_to, INTEGRATION_TO_CALLBACK)
+        except TrackingError as error:
+            raise TrainingError(str(error)) from None
 
     def trainer_kwargs(self, output_dir: Path) -> dict:
         """The transformers `TrainingArguments` both trainers share (so `sft` and `spag` compare fairly).

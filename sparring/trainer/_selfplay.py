@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection
@@ -36,6 +37,7 @@ from ..evaluation._qa import ACCURACY_FILE
 from ..evaluation._significance import compare_accuracy, compare_to_baseline
 from ..evaluation._winrate import WINRATE_FILE
 from ..protocols import Protocol, load_protocol, play
+from ..tracking import TENSORBOARD_DIR, TRAIN_RUN, epoch_metrics, open_tracker, tensorboard_logging_dir, trackers
 from ..transcripts import latest_by_id, read_transcripts
 from ._config import TrainConfig, trained_spec
 from ._presets import imitation_preset, preset_settings
@@ -85,6 +87,9 @@ class SelfPlayConfig:
             empty: no benchmarks.
         bench_limit (`int | None`): documents per benchmark task at most.
         bench_include_path (`str | None`): a directory of task YAML files of one's own (``--include-path``).
+        report_to (`str`, defaults to ``"none"``): trackers for each epoch's metrics (`sparring.tracking`:
+            ``tensorboard``, ``wandb``, ``trackio``, comma-separated, or ``all``), logged at step = the epoch;
+            each epoch's training reports to them too (TensorBoard: ``OUT/tensorboard/train/epoch_K/``).
     """
 
     protocol: str
@@ -108,9 +113,11 @@ class SelfPlayConfig:
     bench_tasks: list[str] = field(default_factory=list)
     bench_limit: int | None = None
     bench_include_path: str | None = None
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        trackers(self.report_to)  # an unknown or missing tracker fails here, before anything is played
         preset_settings(self.preset)  # an unknown name fails here
         self.bench_tasks = parse_tasks(self.bench_tasks) if self.bench_tasks else []
         if self.bench_limit is not None and self.bench_limit < 1:
@@ -180,18 +187,32 @@ class SelfPlay:
         ModelSpec.parse(config.model)  # a bad spec fails here, before anything is played
         if config.bench_tasks:
             require_lm_eval()
+        self.trackers = trackers(config.report_to)
 
     def run(self) -> list[EpochRecord]:
-        """Run every epoch not yet done; return the records of all epochs."""
+        """Run every epoch not yet done; return the records of all epochs.
+
+        With ``report_to``, every epoch's metrics (`sparring.tracking.epoch_metrics`, those of epochs an
+        earlier run finished included) are logged at step = the epoch (the imitation or warm-up stage at 0).
+        """
         self.config.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
-        self._bench(self.config.out / BASELINE_DIR, self.start, "baseline (the starting model)")
-        model = self._first_stage() if self.config.imitation or self.config.warmup else self.start
-        records = []
-        for epoch in range(1, self.config.epochs + 1):
-            record = self._epoch(epoch, model)
-            records.append(record)
-            model = record.next_model
+        settings = self.config.to_dict() | {"kind": self.kind}
+        with open_tracker(",".join(self.trackers) or "none", self.config.out, config=settings,
+                          name=f"selfplay {self.config.out}", step_key="epoch") as tracker:
+            self._bench(self.config.out / BASELINE_DIR, self.start, "baseline (the starting model)")
+            model = self.start
+            roles = list(self.protocol.spec.roles)
+            if self.config.imitation or self.config.warmup:
+                first = self._first_stage()
+                tracker.log(epoch_metrics(asdict(first), roles), step=0)
+                model = first.next_model
+            records = []
+            for epoch in range(1, self.config.epochs + 1):
+                record = self._epoch(epoch, model)
+                tracker.log(epoch_metrics(asdict(record), roles), step=epoch)
+                records.append(record)
+                model = record.next_model
         self.report(f"done: {self.config.epochs} epoch(s) in {self.config.out}; final model {model}")
         return records
 
@@ -220,16 +241,16 @@ class SelfPlay:
         _write_json(done, asdict(record))
         return record
 
-    def _first_stage(self) -> str:
+    def _first_stage(self) -> EpochRecord:
         """``epoch_0``: the imitation stage on ``--imitation`` transcripts, or SAIE's warm-up (plain SFT on
-        the gold rationales of the first ``--warmup`` questions); returns the model epoch 1 plays."""
+        the gold rationales of the first ``--warmup`` questions); its ``next_model`` is the model epoch 1 plays."""
         folder = self.config.out / "epoch_0"
         done = folder / EPOCH_FILE
         if done.is_file():
             record = EpochRecord(**json.loads(done.read_text()))
             if record.trained:
                 self._bench(folder, record.next_model, "epoch 0")
-            return record.next_model
+            return record
         record = EpochRecord(epoch=0, model=self.start, next_model=self.start)
         if self.config.imitation:
             # SPAG's imitation stage: KL 0.1 to the base
@@ -248,7 +269,7 @@ class SelfPlay:
             record.note = record.note.replace("this epoch's games", source)
             self.report(f"{stage}: {record.note}")
         _write_json(done, asdict(record))
-        return record.next_model
+        return record
 
     def _imitation_transcripts(self, folder: Path) -> list[Path]:
         """The ``--imitation`` files as transcripts: SPAG's released game files are imported first
@@ -330,9 +351,14 @@ class SelfPlay:
             self.report(f"training: {output} is already trained")
             return _train_stats(output)
         settings = dict({**preset_settings(self.config.preset), **self.config.train} if settings is None else settings)
+        if self.trackers:  # TRL's training metrics go to the same trackers (W&B: the same run)
+            settings.setdefault("report_to", ",".join(self.trackers))
         self.report(f"training {kind} on {data} from {model}")
         config = TrainConfig(data=data, model=model, output=output, kind=kind, **settings)
-        result = train(config)
+        logs = self.config.out / TENSORBOARD_DIR / TRAIN_RUN / output.parent.name  # beside the game metrics
+        tensorboard = {"tensorboard", "all"} & set(config.report_destinations())
+        with tensorboard_logging_dir(logs) if tensorboard else nullcontext():
+            result = train(config)
         self.report(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss}")
         return {"steps": result.steps, "final_loss": result.final_loss, "seconds": round(result.seconds, 1),
                 "full": config.full, "settings": config.to_dict()}
