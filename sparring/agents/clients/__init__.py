@@ -6,8 +6,7 @@ Names load on first use, so importing the package (or `to_chat_messages` alone) 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
 
 _WHERE = {
     "EmbeddedChatCompletionClient": "._embedded",
@@ -21,8 +20,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _WHERE)
