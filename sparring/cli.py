@@ -97,6 +97,13 @@ def _progress():
                     TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
 
 
+def _bar_hooks(progress, description: str) -> dict:
+    """``on_start``/``on_episode`` hooks that drive one bar of ``progress`` (its total told at the start)."""
+    task = progress.add_task(description, total=None)
+    return {"on_start": lambda total: progress.update(task, total=total),
+            "on_episode": lambda _: progress.advance(task)}
+
+
 def _fail(error: SparringError) -> typer.Exit:
     from rich.markup import escape
 
@@ -412,9 +419,10 @@ def debate(
     from .protocols._debate import compare_debate
 
     try:
-        with console.status(f"debating {questions} with {agents} agents x {rounds} rounds"):
+        with _progress() as progress:
+            hooks = _bar_hooks(progress, f"debating {questions} with {agents} agents x {rounds} rounds")
             report = asyncio.run(compare_debate(questions, agents, rounds, model, out, n=limit, seed=seed,
-                                                concurrency=concurrency, resume=resume))
+                                                concurrency=concurrency, resume=resume, **hooks))
     except SparringError as error:
         raise _fail(error) from None
     table = Table("method", "correct", "accuracy", title=f"{report.questions} questions, {model}")
@@ -720,10 +728,11 @@ def eval_qa_command(
     try:
         trackers(report_to)  # a missing tracker package fails here, before any question
         _write_config(ctx, out)
-        with _tracker(report_to, ctx, out) as tracker, \
-                console.status(f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)" if debate else "")):
+        with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
+            hooks = _bar_hooks(progress, f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)"
+                                                                     if debate else ""))
             result = asyncio.run(eval_qa(questions, model, out, debate=debate, agents=agents, rounds=rounds,
-                                         limit=limit, seed=seed, concurrency=concurrency, resume=resume))
+                                         limit=limit, seed=seed, concurrency=concurrency, resume=resume, **hooks))
             tracker.log(accuracy_metrics(result.to_dict()), step=0)
     except SparringError as error:
         raise _fail(error) from None

@@ -168,7 +168,10 @@ async def test_eval_qa_scores_every_method_with_intervals(tmp_path):
     def wrong(role, spec):
         return ReplayChatCompletionClient(["I think so. The answer is 12345."] * 4)
 
-    result = await eval_qa("arithmetic:4", "replay", tmp_path, debate=True, agents=3, rounds=2, clients=wrong)
+    planned, written = [], []
+    result = await eval_qa("arithmetic:4", "replay", tmp_path, debate=True, agents=3, rounds=2, clients=wrong,
+                           on_start=planned.append, on_episode=written.append)
+    assert planned == [8] and len(written) == 8  # the progress hooks: 4 debates and 4 reflections
     assert result.questions == 4 and set(result.methods) == {"single_agent", "majority_vote", "debate", "reflection"}
     assert all(m.correct == 0 and m.ci == wilson_interval(0, 4) for m in result.methods.values())
     saved = json.loads((tmp_path / "accuracy.json").read_text())

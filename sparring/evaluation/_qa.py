@@ -27,6 +27,7 @@ from autogen_core.models import ChatCompletionClient
 
 from ..protocols._debate import compare_debate
 from ..protocols._schema import RoleSpec
+from ..transcripts import Episode
 from ._wilson import rate, wilson_interval
 
 ACCURACY_FILE = "accuracy.json"
@@ -96,6 +97,8 @@ async def eval_qa(
     concurrency: int = 32,
     resume: bool = False,
     clients: Callable[[str, RoleSpec], ChatCompletionClient] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> QAResult:
     """Score ``model`` on a question set; with ``debate``, also the majority vote and the debate.
 
@@ -111,6 +114,7 @@ async def eval_qa(
         concurrency (`int`, defaults to 32): questions in flight at once.
         resume (`bool`, defaults to False): continue a run already in ``out_dir``.
         clients: a role client factory instead of ``model`` (tests pass replay clients).
+        on_start, on_episode: progress hooks (see `compare_debate`).
 
     Returns:
         `QAResult`: per-method accuracies; ``.to_dict()`` is what ``accuracy.json`` holds.
@@ -121,7 +125,8 @@ async def eval_qa(
     """
     played_agents, played_rounds = (agents, rounds) if debate else (1, 1)
     report = await compare_debate(questions, played_agents, played_rounds, model, Path(out_dir), n=limit, seed=seed,
-                                  concurrency=concurrency, clients=clients, resume=resume)
+                                  concurrency=concurrency, clients=clients, resume=resume, on_start=on_start,
+                                  on_episode=on_episode)
     result = QAResult(model, questions, report.questions, report.errors, played_agents, played_rounds, path=report.path)
     result.methods[SINGLE] = MethodScore(report.single_agent_correct, report.questions)
     if debate:

@@ -219,6 +219,8 @@ async def compare_debate(
     clients: Callable[[str, RoleSpec], ChatCompletionClient] | None = None,
     resume: bool = False,
     reflection: bool = True,
+    on_start: Callable[[int], None] | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> DebateReport:
     """Play the debate over a question set and compare it with single agents on the same questions.
 
@@ -239,6 +241,9 @@ async def compare_debate(
         clients: a role client factory instead of `model` (tests pass replay clients).
         resume (`bool`, defaults to False): continue a run already in ``out_dir``.
         reflection (`bool`, defaults to True): also play the reflection baseline.
+        on_start: called once, before any episode, with the number of episodes to play in all
+            (debates and reflections; progress bars).
+        on_episode: called with each episode as it is written.
 
     Returns:
         `DebateReport`: the accuracies and counts.
@@ -248,14 +253,18 @@ async def compare_debate(
     count = len(load_questions(questions, n=n))
     protocol = debate_protocol(agents, rounds, questions=questions)
     models = {role: model for role in protocol.spec.roles}
+    reflect = reflection and rounds > 1
+    if on_start is not None:
+        on_start(count * (2 if reflect else 1))
     summary = await play(protocol, count, Path(out_dir), models, clients=clients, concurrency=concurrency,
-                         seed=seed, resume=resume)
+                         seed=seed, resume=resume, on_episode=on_episode)
     ids = [episode_id(protocol.name, i, seed) for i in range(count)]
     report = score_debate(summary.path, agents, rounds, ids)
-    if reflection and rounds > 1:
+    if reflect:
         alone = debate_protocol(1, rounds, questions=questions)
         reflected = await play(alone, count, Path(out_dir) / "reflection", {role: model for role in alone.spec.roles},
-                               clients=clients, concurrency=concurrency, seed=seed, resume=resume)
+                               clients=clients, concurrency=concurrency, seed=seed, resume=resume,
+                               on_episode=on_episode)
         debated = latest_by_id(read_transcripts(summary.path))
         scored = [i for i in ids if i in debated and debated[i].status == "ok"]  # the debate's questions
         report.reflection_correct = score_debate(reflected.path, 1, rounds, scored).debate_correct
