@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -104,6 +105,19 @@ def _bar_hooks(progress, description: str) -> dict:
             "on_episode": lambda _: progress.advance(task)}
 
 
+def _reports_errors(command):
+    """A command whose sparring errors end it with a one-line message and exit code 1 (see `_fail`)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SparringError as error:
+            raise _fail(error) from None
+
+    return run
+
+
 def _fail(error: SparringError) -> typer.Exit:
     from rich.markup import escape
 
@@ -112,6 +126,7 @@ def _fail(error: SparringError) -> typer.Exit:
 
 
 @app.command()
+@_reports_errors
 def models() -> None:
     """List the known model specs and whether each is available on this machine."""
     from rich.markup import escape
@@ -126,6 +141,7 @@ def models() -> None:
 
 
 @app.command()
+@_reports_errors
 def chat(
     message: str = typer.Argument(..., help="What the user says."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
@@ -155,13 +171,11 @@ def chat(
                 sys.stdout.flush()
         sys.stdout.write("\n")
 
-    try:
-        asyncio.run(run())
-    except SparringError as error:
-        raise _fail(error) from None
+    asyncio.run(run())
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_reports_errors
 def serve(
     ctx: typer.Context,
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m",
@@ -185,59 +199,28 @@ def serve(
     Arguments after `--` go to `vllm serve` as they are, e.g.
     `sparring serve -e vllm -m Qwen/Qwen2.5-7B-Instruct -- --gpu-memory-utilization 0.8`.
     """
-    if engine not in ("embedded", "vllm"):
+    from .serving._launch import ENGINES, serve as serve_model
+
+    if engine not in ENGINES:
         raise typer.BadParameter(f"{engine!r} is not an engine: use embedded or vllm", param_hint="--engine")
-    if engine == "vllm":
-        _serve_vllm(model, host, port, name, _pairs(lora, "--lora"), enable_lora, tensor_parallel,
-                    list(ctx.args), startup_timeout)
-        return
-    vllm_only = {"--lora": lora, "--enable-lora": enable_lora, "--tensor-parallel": tensor_parallel > 1,
-                 " ".join(ctx.args): ctx.args}
-    for given in (flag for flag, used in vllm_only.items() if used):
-        raise _fail(SparringError(f"{given} is for --engine vllm only; the embedded engine takes an adapter in "
-                                  "the spec: --model hf:BASE+ADAPTER_DIR"))
-    from .agents import get_engine
-    from .serving._server import create_app
 
-    try:
-        loaded = get_engine(model)
-    except SparringError as error:
-        raise _fail(error) from None
-    import uvicorn
-
-    served = name or loaded.name
-    console.print(f"serving [bold]{served}[/] at http://{host}:{port}/v1 "
-                  f"(spec for sparring: openai:{served}@http://{_reachable(host)}:{port}/v1)", highlight=False)
-    uvicorn.run(create_app(loaded, served), host=host, port=port, log_level="warning")
-
-
-def _reachable(host: str) -> str:
-    """The host to put in a spec for a server bound to ``host`` (a wildcard address is reached on loopback)."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-def _serve_vllm(model: str, host: str, port: int, name: Optional[str], loras: dict[str, str], enable_lora: bool,
-                tensor_parallel: int, extra: list[str], startup_timeout: float) -> None:
-    """`sparring serve --engine vllm`: run `vllm serve` until Ctrl-C; exit with its code."""
-    from .serving._vllm import run_server, vllm_args, vllm_executable
-
-    served = name or model.removeprefix("hf:")
-    base = f"http://{_reachable(host)}:{port}"
-
-    def ready() -> None:
-        console.print(f"vLLM is serving [bold]{served}[/] at {base}/v1; play against it with", highlight=False)
-        console.print(f"  --model openai:{served}@{base}/v1", highlight=False, markup=False)
-        for adapter in loras:
-            console.print(f"  --model openai:{adapter}@{base}/v1   (adapter {loras[adapter]})", highlight=False, markup=False)
+    def ready(served) -> None:
+        if engine == "embedded":
+            console.print(f"serving [bold]{served.name}[/] at {served.url} (spec for sparring: "
+                          f"{served.specs[served.name]})", highlight=False)
+            return
+        console.print(f"vLLM is serving [bold]{served.name}[/] at {served.url}; play against it with", highlight=False)
+        for adapter, spec in served.specs.items():
+            note = f"   (adapter {loras[adapter]})" if adapter in loras else ""
+            console.print(f"  --model {spec}{note}", highlight=False, markup=False)
         console.print("Ctrl-C stops it.", highlight=False)
 
-    try:
-        command = vllm_executable() + vllm_args(model, host=host, port=port, served_name=served, loras=loras,
-                                                enable_lora=enable_lora, tensor_parallel=tensor_parallel, extra=extra)
-        errors.print(f"starting: {' '.join(command)}", highlight=False, markup=False)
-        code = run_server(command, f"{base}/health", timeout=startup_timeout, on_ready=ready)
-    except SparringError as error:
-        raise _fail(error) from None
+    loras = _pairs(lora, "--lora")
+    code = serve_model(model, host, port, name=name, engine=engine, loras=loras, enable_lora=enable_lora,
+                       tensor_parallel=tensor_parallel, extra=list(ctx.args), startup_timeout=startup_timeout,
+                       on_ready=ready,
+                       on_command=lambda command: errors.print(f"starting: {' '.join(command)}", highlight=False,
+                                                               markup=False))
     raise typer.Exit(code)
 
 
@@ -283,6 +266,7 @@ def _print_summary(summary) -> None:
 
 
 @app.command()
+@_reports_errors
 def play(
     ctx: typer.Context,
     protocol: str = typer.Argument(..., help="A built-in protocol name, a protocol .yaml file or textarena:ENV_ID."),
@@ -311,44 +295,43 @@ def play(
     from .protocols import load_protocol, play as play_protocol, role_models
     from .tracking import play_metrics, trackers
 
-    try:
-        trackers(report_to)  # a missing tracker package fails here, before any episode
-        loaded = load_protocol(protocol)
-        models = role_models(loaded, model, _pairs(role, "--role"))
-        for spec in sorted(set(models.values())):
-            ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
-        _write_config(ctx, out)
-        overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
-        with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
-            task = progress.add_task(f"playing {loaded.name}", total=games)
-            failures: list[str] = []
+    trackers(report_to)  # a missing tracker package fails here, before any episode
+    loaded = load_protocol(protocol)
+    models = role_models(loaded, model, _pairs(role, "--role"))
+    for spec in sorted(set(models.values())):
+        ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
+    _write_config(ctx, out)
+    overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
+    with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
+        task = progress.add_task(f"playing {loaded.name}", total=games)
+        failures: list[str] = []
 
-            def on_episode(episode) -> None:
-                progress.advance(task)
-                if episode.status == "error":
-                    failures.append(episode.error)
+        def on_episode(episode) -> None:
+            progress.advance(task)
+            if episode.status == "error":
+                failures.append(episode.error)
 
-            summary = asyncio.run(play_protocol(
-                loaded, games, out, models, concurrency=concurrency, seed=seed, resume=resume,
-                overrides=overrides, allow_hooks=allow_hooks, on_episode=on_episode))
-            if tracker.names:  # the run's transcripts counted as selfplay counts an epoch's (epoch.json's play)
-                from .trainer import play_stats
+        summary = asyncio.run(play_protocol(
+            loaded, games, out, models, concurrency=concurrency, seed=seed, resume=resume,
+            overrides=overrides, allow_hooks=allow_hooks, on_episode=on_episode))
+        if tracker.names:  # the run's transcripts counted as selfplay counts an epoch's (epoch.json's play)
+            from .trainer import play_stats
 
-                tracker.log(play_metrics(play_stats(summary.path, loaded.spec.training.drop_reasons), summary.roles),
-                            step=0)
-    except SparringError as error:
-        raise _fail(error) from None
+            tracker.log(play_metrics(play_stats(summary.path, loaded.spec.training.drop_reasons), summary.roles),
+                        step=0)
     _print_summary(summary)
     _check_errors(summary.errors, summary.games, failures, max_error_share)
 
 
 def _check_errors(failed: int, played: int, failures: list[str], max_share: float) -> None:
     """Report failed episodes; exit with code 2 when their share is above ``max_share``."""
+    from .protocols import too_many_errors
+
     if not failed:
         return
     share = failed / played
     first = f"first error: {failures[0]}" if failures else ""
-    if share <= max_share:
+    if not too_many_errors(failed, played, max_share):
         errors.print(f"warning: {failed} of {played} episodes failed ({share:.0%}); {first}", highlight=False,
                      markup=False, soft_wrap=True)
         return
@@ -359,6 +342,7 @@ def _check_errors(failed: int, played: int, failures: list[str], max_share: floa
 
 
 @app.command()
+@_reports_errors
 def judge(
     protocol: str = typer.Argument(..., help="A built-in protocol name or a protocol .yaml file."),
     transcripts: Path = typer.Argument(..., help="A transcripts .jsonl file."),
@@ -375,11 +359,8 @@ def judge(
     """
     from .protocols import load_protocol, rejudge
 
-    try:
-        loaded = load_protocol(protocol)
-        summary = rejudge(loaded, transcripts, output, allow_hooks, force=force, overwrite=overwrite)
-    except SparringError as error:
-        raise _fail(error) from None
+    loaded = load_protocol(protocol)
+    summary = rejudge(loaded, transcripts, output, allow_hooks, force=force, overwrite=overwrite)
     _print_summary(summary)
     notes = []
     if summary.malformed:
@@ -400,47 +381,31 @@ def judge(
 
 
 @app.command()
+@_reports_errors
 def debate(
+    ctx: typer.Context,
     questions: str = typer.Option("arithmetic", "--questions", "-q",
                                   help="'arithmetic[:N]', a .jsonl file (question/answer) or a Hugging Face dataset name."),
     agents: int = typer.Option(3, "--agents", min=1, help="Debaters."),
     rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds (the first is independent answers)."),
     model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Use the first N questions only."),
-    out: Path = typer.Option(Path("runs/debate"), "--out", "-o", help="Directory for transcripts.jsonl."),
+    out: Path = typer.Option(Path("runs/debate"), "--out", "-o", help="Directory for transcripts.jsonl and accuracy.json."),
     concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
     seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
     resume: bool = typer.Option(False, help="Continue a run in --out."),
 ) -> None:
     """Multi-agent debate (Du et al. 2023) against a single agent, a majority vote and a single agent reflecting
-    on its own answers for the same rounds (Du et al.'s reflection baseline), on the same questions."""
-    import asyncio
+    on its own answers for the same rounds (Du et al.'s reflection baseline), on the same questions.
 
-    from .protocols._debate import compare_debate
-
-    try:
-        with _progress() as progress:
-            hooks = _bar_hooks(progress, f"debating {questions} with {agents} agents x {rounds} rounds")
-            report = asyncio.run(compare_debate(questions, agents, rounds, model, out, n=limit, seed=seed,
-                                                concurrency=concurrency, resume=resume, **hooks))
-    except SparringError as error:
-        raise _fail(error) from None
-    table = Table("method", "correct", "accuracy", title=f"{report.questions} questions, {model}")
-    for method, correct, accuracy in [
-        ("single agent", report.single_agent_correct, report.single_agent),
-        (f"majority vote of {agents}, no debate", report.majority_vote_correct, report.majority_vote),
-        (f"debate, {agents} agents x {rounds} rounds", report.debate_correct, report.debate),
-        (f"reflection, 1 agent x {rounds} rounds", report.reflection_correct, report.reflection),
-    ]:
-        if correct is not None:
-            table.add_row(method, str(correct), f"{accuracy:.1%}")
-    console.print(table)
-    if report.errors:
-        errors.print(f"{report.errors} episode(s) failed and were not scored", highlight=False)
-    console.print(f"transcripts: {report.path}", highlight=False)
+    The same as `sparring eval qa --debate` (with its defaults for the questions and the model).
+    """
+    _answer(ctx, questions, model, out, debate=True, agents=agents, rounds=rounds, limit=limit, seed=seed,
+            concurrency=concurrency, resume=resume, report_to="none")
 
 
 @protocols_app.command("list")
+@_reports_errors
 def protocols_list() -> None:
     """List the built-in protocols."""
     from .protocols import builtin_names, load_protocol
@@ -455,26 +420,22 @@ def protocols_list() -> None:
 
 
 @protocols_app.command("show")
+@_reports_errors
 def protocols_show(name: str = typer.Argument(..., help="A built-in protocol name, a .yaml file or textarena:ENV_ID.")) -> None:
     """Print a protocol's YAML, exactly as it is (``sparring protocols show NAME > my_game.yaml`` copies it)."""
     from .protocols import load_protocol
 
-    try:
-        text = load_protocol(name).text
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")  # not through rich: it would wrap lines
-    except SparringError as error:
-        raise _fail(error) from None
+    text = load_protocol(name).text
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")  # not through rich: it would wrap lines
 
 
 @protocols_app.command("validate")
+@_reports_errors
 def protocols_validate(file: Path = typer.Argument(..., help="A protocol .yaml file.")) -> None:
     """Check a protocol file: schema, roles, templates and rule expressions."""
     from .protocols import load_protocol
 
-    try:
-        loaded = load_protocol(file)
-    except SparringError as error:
-        raise _fail(error) from None
+    loaded = load_protocol(file)
     console.print(f"{file}: ok ({loaded.name}, roles {', '.join(loaded.spec.roles)})", highlight=False)
 
 
@@ -485,6 +446,7 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("build")
+@_reports_errors
 def data_build(
     kind: str = typer.Argument(..., help="imitation (winners' turns), spag (SPAG rewards) or saie (learner turns)."),
     transcripts: List[Path] = typer.Argument(..., help="Transcript .jsonl files (a replayed id counts once)."),
@@ -507,15 +469,12 @@ def data_build(
     reasons are left out): the winner's turns get rewards growing by 1/0.8 per turn, summing
     to 1 per game, and each role's samples the weight n_decisive / (2 * n_role_wins).
     """
-    from .trainer import build_dataset
+    from .data import build_dataset
 
-    try:
-        with console.status(f"building {kind} data"):
-            summary = build_dataset(kind, transcripts, out, roles=list(roles) or None, sft_data=sft_data,
-                                    protocol=protocol, seed=seed, drop_reasons=list(drop_reason) or None,
-                                    vary_prompts=vary_prompts if kind == "spag" else None, overwrite=overwrite)
-    except SparringError as error:
-        raise _fail(error) from None
+    with console.status(f"building {kind} data"):
+        summary = build_dataset(kind, transcripts, out, roles=list(roles) or None, sft_data=sft_data,
+                                protocol=protocol, seed=seed, drop_reasons=list(drop_reason) or None,
+                                vary_prompts=vary_prompts if kind == "spag" else None, overwrite=overwrite)
     for warning in summary.warnings:
         errors.print(f"warning: {warning}", highlight=False, markup=False)
     table = Table("", "count", title=f"{kind} data from {summary.episodes} episodes")
@@ -539,6 +498,7 @@ def data_build(
 
 
 @app.command()
+@_reports_errors
 def selfplay(
     ctx: typer.Context,
     protocol: str = typer.Option("adversarial_taboo", "--protocol", "-p",
@@ -599,17 +559,14 @@ def selfplay(
              "sft_coeff": sft_coeff, "clip_range": clip_range, "lr_scheduler": lr_scheduler,
              "warmup_ratio": warmup_ratio}
     overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
-    try:
-        config = SelfPlayConfig(
-            protocol=protocol, model=model, out=out, epochs=epochs, games=games, eval_games=eval_games,
-            overrides=overrides, warmup=warmup,
-            eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
-            sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
-            concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset,
-            bench_tasks=[bench_tasks] if bench_tasks else [], bench_limit=bench_limit,
-            bench_include_path=str(bench_include_path) if bench_include_path else None, report_to=report_to)
-    except SparringError as error:
-        raise _fail(error) from None
+    config = SelfPlayConfig(
+        protocol=protocol, model=model, out=out, epochs=epochs, games=games, eval_games=eval_games,
+        overrides=overrides, warmup=warmup,
+        eval_questions=eval_questions, kind=kind, partner=partner, imitation=[str(p) for p in imitation],
+        sft_data=str(sft_data) if sft_data else None, holdout=list(holdout) or None, seed=seed,
+        concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset,
+        bench_tasks=[bench_tasks] if bench_tasks else [], bench_limit=bench_limit,
+        bench_include_path=str(bench_include_path) if bench_include_path else None, report_to=report_to)
     _write_config(ctx, out)
     with _progress() as progress:
         tasks: dict[str, int] = {}
@@ -620,11 +577,8 @@ def selfplay(
             else:
                 progress.advance(tasks[stage])
 
-        try:
-            records = SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False),
-                               on_episode=on_episode).run()
-        except SparringError as error:
-            raise _fail(error) from None
+        records = SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False),
+                           on_episode=on_episode).run()
     console.print(f"run directory: {out} (report: sparring report {out})", highlight=False)
     console.print(final_verdict(records), highlight=False, markup=False, soft_wrap=True)
 
@@ -642,6 +596,7 @@ def _with_ci(rate: float, ci) -> str:
 
 
 @eval_app.command("winrate")
+@_reports_errors
 def eval_winrate_command(
     ctx: typer.Context,
     protocol: str = typer.Option(..., "--protocol", "-p",
@@ -676,17 +631,14 @@ def eval_winrate_command(
         held_out.setdefault(key, set()).add(value)
     from .tracking import trackers, winrate_metrics
 
-    try:
-        trackers(report_to)  # a missing tracker package fails here, before any game
-        _write_config(ctx, out)
-        with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
-            task = progress.add_task(f"{protocol}: {model} vs {opponent}", total=games)
-            result = asyncio.run(eval_winrate(protocol, model, opponent, games, out, seed=seed, exclude=held_out or None,
-                                              concurrency=concurrency, resume=resume,
-                                              on_episode=lambda _: progress.advance(task)))
-            tracker.log(winrate_metrics(result.to_dict()), step=0)
-    except SparringError as error:
-        raise _fail(error) from None
+    trackers(report_to)  # a missing tracker package fails here, before any game
+    _write_config(ctx, out)
+    with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
+        task = progress.add_task(f"{protocol}: {model} vs {opponent}", total=games)
+        result = asyncio.run(eval_winrate(protocol, model, opponent, games, out, seed=seed, exclude=held_out or None,
+                                          concurrency=concurrency, resume=resume,
+                                          on_episode=lambda _: progress.advance(task)))
+        tracker.log(winrate_metrics(result.to_dict()), step=0)
     total = result.total
     table = Table("outcome", "games", "rate [95% CI]", title=f"{result.protocol}: {model} vs {opponent}")
     table.add_row("win", str(total.wins), _with_ci(result.win_rate, result.win_ci))
@@ -703,6 +655,7 @@ def eval_winrate_command(
 
 
 @eval_app.command("qa")
+@_reports_errors
 def eval_qa_command(
     ctx: typer.Context,
     questions: str = typer.Option(..., "--questions", "-q",
@@ -720,22 +673,26 @@ def eval_qa_command(
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Accuracy of --model on a question set with a 95% interval; with --debate, single agent and debate side by side."""
+    _answer(ctx, questions, model, out, debate=debate, agents=agents, rounds=rounds, limit=limit, seed=seed,
+            concurrency=concurrency, resume=resume, report_to=report_to)
+
+
+def _answer(ctx: typer.Context, questions: str, model: str, out: Path, *, debate: bool, agents: int, rounds: int,
+            limit: Optional[int], seed: int, concurrency: int, resume: bool, report_to: str) -> None:
+    """`eval qa` and `debate`: score the methods, print them with their intervals, log them to the trackers."""
     import asyncio
 
     from .evaluation import eval_qa
     from .tracking import accuracy_metrics, trackers
 
-    try:
-        trackers(report_to)  # a missing tracker package fails here, before any question
-        _write_config(ctx, out)
-        with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
-            hooks = _bar_hooks(progress, f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)"
-                                                                     if debate else ""))
-            result = asyncio.run(eval_qa(questions, model, out, debate=debate, agents=agents, rounds=rounds,
-                                         limit=limit, seed=seed, concurrency=concurrency, resume=resume, **hooks))
-            tracker.log(accuracy_metrics(result.to_dict()), step=0)
-    except SparringError as error:
-        raise _fail(error) from None
+    trackers(report_to)  # a missing tracker package fails here, before any question
+    _write_config(ctx, out)
+    with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
+        hooks = _bar_hooks(progress, f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)"
+                                                                 if debate else ""))
+        result = asyncio.run(eval_qa(questions, model, out, debate=debate, agents=agents, rounds=rounds,
+                                     limit=limit, seed=seed, concurrency=concurrency, resume=resume, **hooks))
+        tracker.log(accuracy_metrics(result.to_dict()), step=0)
     names = {"single_agent": "single agent", "majority_vote": f"majority vote of {agents}, no debate",
              "debate": f"debate, {agents} agents x {rounds} rounds", "reflection": f"reflection, 1 agent x {rounds} rounds"}
     table = Table("method", "correct", "accuracy [95% CI]", title=f"{result.questions} questions, {model}")
@@ -748,6 +705,7 @@ def eval_qa_command(
 
 
 @eval_app.command("bench")
+@_reports_errors
 def eval_bench_command(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", "-m",
@@ -781,12 +739,9 @@ def eval_bench_command(
     from .evaluation._bench import bench_rows, run_bench
 
     _write_config(ctx, out)
-    try:
-        result = run_bench(model, tasks, out, limit=limit, include_path=include_path, num_fewshot=num_fewshot,
-                           batch_size=batch_size, tokenizer=tokenizer,
-                           on_status=lambda line: errors.print(f"{line} ...", highlight=False, markup=False))
-    except SparringError as error:
-        raise _fail(error) from None
+    result = run_bench(model, tasks, out, limit=limit, include_path=include_path, num_fewshot=num_fewshot,
+                       batch_size=batch_size, tokenizer=tokenizer,
+                       on_status=lambda line: errors.print(f"{line} ...", highlight=False, markup=False))
     table = Table("task", "metric", "value ± stderr", "docs",
                   title=f"{result.model}: lm-eval {result.lm_eval_version}" + (f", --limit {limit}" if limit else ""))
     for row in bench_rows(result.to_dict()):
@@ -801,6 +756,7 @@ def eval_bench_command(
 
 
 @app.command()
+@_reports_errors
 def report(
     run_dir: Path = typer.Argument(..., help="A self-play run directory, or any directory with a transcripts.jsonl "
                                    "or bench.json files."),
@@ -817,10 +773,7 @@ def report(
     """
     from .report import build_report
 
-    try:
-        summary = build_report(run_dir, output or run_dir / "report.html")
-    except SparringError as error:
-        raise _fail(error) from None
+    summary = build_report(run_dir, output or run_dir / "report.html")
     for note in summary.missing:
         errors.print(f"note: {note}", highlight=False, markup=False)
     console.print(f"report: {summary.output}\ncharts (PNG): {summary.png_dir} ({len(summary.png_files)} files)",
@@ -833,6 +786,7 @@ def report(
 
 
 @app.command()
+@_reports_errors
 def train(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help="sft (imitation; SPAG's imitation stage with --kl-coeff 0.1), spag (SPAG's "
@@ -880,21 +834,18 @@ def train(
              "lr_scheduler": lr_scheduler, "warmup_ratio": warmup_ratio, "batch_size": batch_size,
              "grad_accum": grad_accum, "kl_coeff": kl_coeff, "sft_coeff": sft_coeff, "clip_range": clip_range,
              "max_length": max_length}
-    try:
-        settings = preset_settings(preset) | {k: v for k, v in given.items() if v is not None}
-        if lora_r is not None or lora_alpha is not None:
-            settings["full"] = full  # a LoRA setting asks for LoRA, whatever the preset trains
-        full = bool(settings.get("full"))
-        config = TrainConfig(data=data, model=model, output=output, kind=kind, max_steps=max_steps, merge=merge,
-                             report_to=report_to, seed=seed, **settings)
-        if regenerate:
-            from .trainer import train_saie_regenerated
+    settings = preset_settings(preset) | {k: v for k, v in given.items() if v is not None}
+    if lora_r is not None or lora_alpha is not None:
+        settings["full"] = full  # a LoRA setting asks for LoRA, whatever the preset trains
+    full = bool(settings.get("full"))
+    config = TrainConfig(data=data, model=model, output=output, kind=kind, max_steps=max_steps, merge=merge,
+                         report_to=report_to, seed=seed, **settings)
+    if regenerate:
+        from .trainer import train_saie_regenerated
 
-            result = train_saie_regenerated(config, protocol, report=lambda line: console.print(line, highlight=False))
-        else:
-            result = run_training(config)
-    except SparringError as error:
-        raise _fail(error) from None
+        result = train_saie_regenerated(config, protocol, report=lambda line: console.print(line, highlight=False))
+    else:
+        result = run_training(config)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -914,6 +865,7 @@ app.add_typer(import_app, name="import")
 
 
 @import_app.command("spag")
+@_reports_errors
 def import_spag_command(
     file: Path = typer.Argument(..., help="A SPAG game file: a .json list (e.g. gpt4_game_top30k_results.json) "
                                 "or .jsonl, records with history, target_word and max_turns."),
@@ -929,10 +881,7 @@ def import_spag_command(
     """
     from .importers import import_spag
 
-    try:
-        summary = import_spag(file, out, model=model, overwrite=overwrite)
-    except SparringError as error:
-        raise _fail(error) from None
+    summary = import_spag(file, out, model=model, overwrite=overwrite)
     console.print(f"imported {summary.games} SPAG games from {file}", highlight=False)
     _print_summary(summary)
     if summary.capped:

@@ -3,7 +3,7 @@
 from ._episode import EpisodeTeam
 from ._judges import Judge, Outcome
 from ._loader import Protocol, builtin_names, load_protocol, named_protocol, parse_protocol
-from ._play import PlaySummary, play, role_models
+from ._play import PlaySummary, play, role_models, too_many_errors
 from ._rejudge import rejudge
 from ._schema import ProtocolSpec
 from ._views import TurnView, episode_views
@@ -24,4 +24,5 @@ __all__ = [
     "play",
     "rejudge",
     "role_models",
+    "too_many_errors",
 ]

@@ -57,6 +57,16 @@ class PlaySummary:
         return self.completion_tokens / self.seconds if self.seconds else 0.0
 
 
+def too_many_errors(failed: int, played: int, max_share: float) -> bool:
+    """A run's exit rule: whether more than ``max_share`` of the ``played`` episodes failed (``--max-error-share``).
+
+    Example:
+        >>> too_many_errors(1, 10, 0.1), too_many_errors(2, 10, 0.1)
+        (False, True)
+    """
+    return played > 0 and failed / played > max_share
+
+
 def role_models(protocol: Protocol, default: str, overrides: dict[str, str]) -> dict[str, str]:
     """The model spec of each role (of each seat, in a protocol with seats): ``--role NAME=SPEC``,
     else the protocol's, else the run's default.
