@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncGenerator, Mapping, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
-from autogen_core import CancellationToken
-from autogen_core.models import (
-    ChatCompletionClient,
-    ChatCompletionTokenLogprob,
-    LLMMessage,
-    ModelCapabilities,
-    ModelFamily,
-    ModelInfo,
-    RequestUsage,
-)
+from autogen_core.models import ChatCompletionTokenLogprob, LLMMessage, RequestUsage
 
 from ...errors import BackendError
 from ..engine._base import BaseEngine, Completion, SamplingParams
 from .._spec import DEFAULT_MODEL
-from ._component import ClientConfig, SpecComponent
+from ._base import SparringClient
+from ._component import ClientConfig
 from ._messages import SparringCreateResult, to_chat_messages
 
 SAMPLING_ARGS = ("temperature", "top_p", "max_tokens", "stop", "seed")
 
 
-class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
+class EmbeddedChatCompletionClient(SparringClient):
     """Chat with an in-process transformers model; concurrent calls share one batched engine.
 
     An AutoGen component: ``dump_component()`` saves its spec and sampling settings, and
@@ -72,15 +64,10 @@ class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
 
             engine = get_engine(model)
         self.engine = engine
-        self.spec = engine.name
         self._defaults = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
                           "stop": tuple(stop or ()), "seed": seed}
         SamplingParams(**self._defaults)  # fail early on a bad setting
-        self._config = ClientConfig(spec=self.spec, **self._defaults)
-        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self.last_result: SparringCreateResult | None = None
-        """The latest result, with its token ids: what an agent's reply message does not keep."""
+        self._start(ClientConfig(spec=engine.name, **self._defaults))
 
     def _params(self, extra: Mapping[str, Any]) -> SamplingParams:
         unknown = set(extra) - set(SAMPLING_ARGS)
@@ -92,40 +79,10 @@ class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
         settings["stop"] = tuple(settings["stop"] or ())
         return SamplingParams(**settings)
 
-    def _check_request(self, tools, json_output) -> None:
-        if tools:
-            raise BackendError(f"{self.spec} does not support tool calls; give the agent no tools")
-        if json_output:
-            raise BackendError(f"{self.spec} does not support JSON or structured output")
+    async def _complete(self, messages, extra_create_args, cancellation_token) -> SparringCreateResult:
+        return self._result(await self._generate(messages, self._params(extra_create_args), cancellation_token))
 
-    async def create(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence = [],
-        tool_choice: Any = "auto",
-        json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-    ) -> SparringCreateResult:
-        """Generate one reply to ``messages``."""
-        self._check_request(tools, json_output)
-        completion = await self._generate(messages, self._params(extra_create_args), cancellation_token)
-        return self._result(completion)
-
-    async def create_stream(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence = [],
-        tool_choice: Any = "auto",
-        json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-        include_usage: bool | None = None,
-    ) -> AsyncGenerator[str | SparringCreateResult, None]:
-        """Yield the reply's text in pieces as it is generated, then the full `SparringCreateResult`."""
-        self._check_request(tools, json_output)
+    async def _stream(self, messages, extra_create_args, cancellation_token) -> AsyncIterator[str | SparringCreateResult]:
         prompt_ids = await self._encode(messages)
         async for item in self.engine.stream(prompt_ids, self._params(extra_create_args)):
             if cancellation_token is not None and cancellation_token.is_cancelled():
@@ -143,12 +100,8 @@ class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
         return await future
 
     def _result(self, completion: Completion) -> SparringCreateResult:
-        usage = RequestUsage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
-        self._last = usage
-        self._total = RequestUsage(
-            prompt_tokens=self._total.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self._total.completion_tokens + usage.completion_tokens,
-        )
+        usage = self._count(RequestUsage(prompt_tokens=completion.prompt_tokens,
+                                         completion_tokens=completion.completion_tokens))
         tokens = self.engine.tokenizer.convert_ids_to_tokens(completion.token_ids)
         self.last_result = SparringCreateResult(
             finish_reason=completion.finish_reason,
@@ -160,26 +113,8 @@ class EmbeddedChatCompletionClient(ChatCompletionClient, SpecComponent):
         )
         return self.last_result
 
-    def actual_usage(self) -> RequestUsage:
-        return self._last
-
-    def total_usage(self) -> RequestUsage:
-        return self._total
-
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
         return len(self.engine.encode_chat(to_chat_messages(messages)))
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
-        return self.engine.max_positions - self.count_tokens(messages)
-
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.model_info  # type: ignore[return-value]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return ModelInfo(vision=False, function_calling=False, json_output=False, family=ModelFamily.UNKNOWN,
-                         structured_output=False, multiple_system_messages=True)
-
-    async def close(self) -> None:
-        """Nothing to release: the engine is shared and lives as long as the process."""
+    def _context_length(self) -> int:
+        return self.engine.max_positions

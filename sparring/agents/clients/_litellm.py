@@ -9,24 +9,13 @@ carries one is refused, and error messages are scrubbed of every key in the envi
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncGenerator, Mapping, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
-from autogen_core import CancellationToken
-from autogen_core.models import (
-    ChatCompletionClient,
-    ChatCompletionTokenLogprob,
-    CreateResult,
-    LLMMessage,
-    ModelCapabilities,
-    ModelInfo,
-    RequestUsage,
-)
+from autogen_core.models import ChatCompletionTokenLogprob, CreateResult, LLMMessage, RequestUsage
 
 from ...errors import BackendError
-from ._component import ClientConfig, SpecComponent
 from ._messages import SparringCreateResult, to_chat_messages
-from ._openai import MODEL_INFO
-from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, timed, with_retries
+from ._remote import FaultPolicy, RemoteClient, api_errors, timed, with_retries
 from .._spec import ModelSpec, key_variable
 
 LITELLM_DEFAULTS = FaultPolicy(timeout=120.0, retries=4, backoff=1.0, max_concurrency=16)
@@ -46,7 +35,7 @@ def import_litellm():
     return litellm
 
 
-class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
+class LiteLLMChatCompletionClient(RemoteClient):
     """Chat with a model through LiteLLM (``litellm:PROVIDER/MODEL``).
 
     Args:
@@ -81,23 +70,13 @@ class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
 
     component_provider_override = "sparring.agents.clients.LiteLLMChatCompletionClient"
 
-    def __init__(self, spec: str | ModelSpec, *, temperature: float | None = None, top_p: float | None = None,
-                 max_tokens: int | None = None, stop: list[str] | None = None, seed: int | None = None,
-                 extra: dict[str, Any] | None = None):
-        parsed = ModelSpec.parse(spec) if isinstance(spec, str) else spec
-        if parsed.scheme != "litellm":
-            raise BackendError(f"LiteLLMChatCompletionClient takes litellm:PROVIDER/MODEL specs, not {str(parsed)!r}")
-        self.spec, self.model = str(parsed), parsed.model
-        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop, "seed": seed}
-        self._config = ClientConfig(spec=self.spec, **sampling, extra=extra)
-        self.settings = RemoteSettings.build(parsed.options, LITELLM_DEFAULTS, False, sampling, extra)
+    _scheme, _takes, _fault_defaults, _flags_default = "litellm", "litellm:PROVIDER/MODEL", LITELLM_DEFAULTS, False
+    _context_unknown = "LiteLLM does not know this model's context length"
+
+    def _bind(self, parsed: ModelSpec) -> None:
         base = self.settings.sampling.get("api_base")
         self._where = f"{self.model}" + (f" at {base}" if base else "")
         self._endpoint_key = f"litellm:{base or parsed.provider}"
-        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self.last_result: SparringCreateResult | None = None
-        """The latest result, with token ids where the server returned them."""
 
     def _request(self, messages: Sequence[LLMMessage], extra_create_args: Mapping[str, Any]) -> dict[str, Any]:
         kwargs = {**self.settings.sampling, **extra_create_args}
@@ -111,21 +90,11 @@ class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
                       num_retries=0, max_retries=0)
         return kwargs
 
-    async def create(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence = [],
-        tool_choice: Any = "auto",
-        json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-    ) -> SparringCreateResult:
-        """Generate one reply, retrying on faults."""
-        check_request(self.spec, tools, json_output)
+    async def _complete(self, messages, extra_create_args, cancellation_token) -> SparringCreateResult:
+        """One reply, retrying on faults."""
         litellm = import_litellm()
         kwargs = self._request(messages, extra_create_args)
-        gate = endpoint(self._endpoint_key, self.settings.policy.max_concurrency)
+        gate = self._gate(self._endpoint_key)
 
         async def attempt():
             async with gate.slot():
@@ -133,11 +102,9 @@ class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
 
         response = await with_retries(attempt, self.settings.policy, self._where, self._hint)
         choice = response.choices[0]
-        usage = getattr(response, "usage", None)
-        self._count(RequestUsage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0))
+        self._count(_usage(getattr(response, "usage", None)))
         content = getattr(choice.logprobs, "content", None) if getattr(choice, "logprobs", None) else None
-        self.last_result = SparringCreateResult(
+        return SparringCreateResult(
             finish_reason=FINISH_REASONS.get(choice.finish_reason or "", "unknown"),
             content=choice.message.content or "",
             usage=self._last,
@@ -146,30 +113,17 @@ class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
             if content else None,
             token_ids=(getattr(choice, "provider_specific_fields", None) or {}).get("token_ids"),
         )
-        return self.last_result
 
-    async def create_stream(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence = [],
-        tool_choice: Any = "auto",
-        json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-        include_usage: bool | None = None,
-    ) -> AsyncGenerator[str | CreateResult, None]:
-        """Yield the reply's text in pieces, then a `CreateResult` (retries only until the stream opens)."""
-        check_request(self.spec, tools, json_output)
+    async def _stream(self, messages, extra_create_args, cancellation_token) -> AsyncIterator[str | CreateResult]:
+        """The reply's text in pieces, then a `CreateResult` (retries only until the stream opens)."""
         litellm = import_litellm()
         kwargs = {**self._request(messages, extra_create_args), "stream": True,
                   "stream_options": {"include_usage": True}}
-        gate = endpoint(self._endpoint_key, self.settings.policy.max_concurrency)
-        async with gate.slot():
+        async with self._gate(self._endpoint_key).slot():
             stream = await with_retries(lambda: timed(litellm.acompletion(**kwargs), self.settings.policy),
                                         self.settings.policy, self._where, self._hint)
             pieces, finish, usage = [], None, None
-            try:
+            with api_errors(self._where, self._hint):
                 async for chunk in stream:
                     usage = getattr(chunk, "usage", None) or usage
                     for choice in chunk.choices:
@@ -177,14 +131,7 @@ class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
                         if choice.delta.content:
                             pieces.append(choice.delta.content)
                             yield choice.delta.content
-            except Exception as error:
-                import openai
-
-                if isinstance(error, openai.APIError):
-                    raise BackendError(f"{self._where}: {describe(error)}{self._hint(error)}") from None
-                raise
-        self._count(RequestUsage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0))
+        self._count(_usage(usage))
         yield CreateResult(finish_reason=FINISH_REASONS.get(finish or "", "unknown"), content="".join(pieces),
                            usage=self._last, cached=False)
 
@@ -193,41 +140,21 @@ class LiteLLMChatCompletionClient(ChatCompletionClient, SpecComponent):
             return f"; set {key_variable('litellm', self.model)} in the environment"
         return ""
 
-    def _count(self, usage: RequestUsage) -> None:
-        self._last = usage
-        self._total = RequestUsage(prompt_tokens=self._total.prompt_tokens + usage.prompt_tokens,
-                                   completion_tokens=self._total.completion_tokens + usage.completion_tokens)
-
-    def actual_usage(self) -> RequestUsage:
-        return self._last
-
-    def total_usage(self) -> RequestUsage:
-        return self._total
-
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
         """LiteLLM's count for this model (its tokenizer where it knows one, else an OpenAI encoding)."""
         return import_litellm().token_counter(model=self.model, messages=to_chat_messages(messages, "litellm: specs"))
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
+    def _context_length(self) -> int | None:
         try:
-            limit = import_litellm().get_max_tokens(self.model)
+            return import_litellm().get_max_tokens(self.model)
         except Exception:  # LiteLLM raises a bare Exception for models it does not list
-            limit = None
-        if not limit:
-            raise BackendError(f"{self.spec}: LiteLLM does not know this model's context length; give AutoGen's "
-                               "TokenLimitedChatCompletionContext an explicit token_limit")
-        return limit - self.count_tokens(messages)
+            return None
 
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.model_info  # type: ignore[return-value]
 
-    @property
-    def model_info(self) -> ModelInfo:
-        return MODEL_INFO
-
-    async def close(self) -> None:
-        """Nothing to release: LiteLLM keeps its own shared HTTP sessions."""
+def _usage(usage: Any) -> RequestUsage:
+    """A LiteLLM reply's (or last chunk's) usage; 0 for what it leaves out."""
+    return RequestUsage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                        completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
 
 
 def _needs_placeholder_key(model: str, api_base: str) -> bool:

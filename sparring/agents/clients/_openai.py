@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import os
 from contextvars import ContextVar
-from typing import Any, AsyncGenerator, Mapping, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
-from autogen_core import CancellationToken
-from autogen_core.models import (
-    ChatCompletionClient,
-    CreateResult,
-    LLMMessage,
-    ModelCapabilities,
-    ModelFamily,
-    ModelInfo,
-    RequestUsage,
-)
+from autogen_core.models import CreateResult, LLMMessage
 
-from ...errors import BackendError
-from ._component import ClientConfig, SpecComponent
+from ._base import MODEL_INFO
 from ._messages import SparringCreateResult
-from ._remote import FaultPolicy, RemoteSettings, check_request, describe, endpoint, least_busy, loop_registry, timed, with_retries
+from ._remote import FaultPolicy, RemoteClient, api_errors, least_busy, loop_registry, timed, with_retries
 from .._spec import ModelSpec
 
 OPENAI_DEFAULTS = FaultPolicy(timeout=300.0, retries=4, backoff=1.0, max_concurrency=64)
@@ -35,12 +25,10 @@ OPENAI_DEFAULTS = FaultPolicy(timeout=300.0, retries=4, backoff=1.0, max_concurr
 OPENAI_ARGS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
                          "presence_penalty", "frequency_penalty", "logit_bias", "top_logprobs", "user"})
 """Request fields of OpenAI's own API; any other sampling setting (top_k, min_p, ...) goes in ``extra_body``."""
-MODEL_INFO = ModelInfo(vision=False, function_calling=False, json_output=False, family=ModelFamily.UNKNOWN,
-                       structured_output=False, multiple_system_messages=True)
 _bodies: ContextVar[list | None] = ContextVar("sparring_openai_bodies", default=None)
 
 
-class OpenAIServerClient(ChatCompletionClient, SpecComponent):
+class OpenAIServerClient(RemoteClient):
     """Chat with a model served over an OpenAI-compatible API, on one server or several.
 
     Args:
@@ -76,20 +64,11 @@ class OpenAIServerClient(ChatCompletionClient, SpecComponent):
 
     component_provider_override = "sparring.agents.clients.OpenAIServerClient"
 
-    def __init__(self, spec: str | ModelSpec, *, temperature: float | None = None, top_p: float | None = None,
-                 max_tokens: int | None = None, stop: list[str] | None = None, seed: int | None = None,
-                 extra: dict[str, Any] | None = None):
-        parsed = ModelSpec.parse(spec) if isinstance(spec, str) else spec
-        if parsed.scheme != "openai":
-            raise BackendError(f"OpenAIServerClient takes openai:MODEL@URL specs, not {str(parsed)!r}")
-        self.spec, self.model, self.urls = str(parsed), parsed.model, parsed.urls
-        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop, "seed": seed}
-        self._config = ClientConfig(spec=self.spec, **sampling, extra=extra)
-        self.settings = RemoteSettings.build(parsed.options, OPENAI_DEFAULTS, True, sampling, extra)
-        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self.last_result: SparringCreateResult | None = None
-        """The latest result, with its token ids: what an agent's reply message does not keep."""
+    _scheme, _takes, _fault_defaults, _flags_default = "openai", "openai:MODEL@URL", OPENAI_DEFAULTS, True
+    _context_unknown = "the server's context length is not known here"
+
+    def _bind(self, parsed: ModelSpec) -> None:
+        self.urls = parsed.urls
 
     def _request(self, extra_create_args: Mapping[str, Any]) -> dict[str, Any]:
         """The call's create args: OpenAI fields as they are, everything else in ``extra_body``."""
@@ -124,20 +103,10 @@ class OpenAIServerClient(ChatCompletionClient, SpecComponent):
                 max_retries=0, http_client=http, model_info=MODEL_INFO, include_name_in_message=True)  # the author of each message
         return clients[key]
 
-    async def create(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence = [],
-        tool_choice: Any = "auto",
-        json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-    ) -> SparringCreateResult:
-        """Generate one reply, retrying on faults; the result keeps the server's token ids."""
-        check_request(self.spec, tools, json_output)
+    async def _complete(self, messages, extra_create_args, cancellation_token) -> SparringCreateResult:
+        """One reply, retrying on faults; the result keeps the server's token ids."""
         args = self._request(extra_create_args)
-        endpoints = [endpoint(url, self.settings.policy.max_concurrency) for url in self.urls]
+        endpoints = [self._gate(url) for url in self.urls]
 
         async def attempt() -> tuple[CreateResult, list]:
             chosen = least_busy(endpoints)
@@ -152,74 +121,38 @@ class OpenAIServerClient(ChatCompletionClient, SpecComponent):
                     _bodies.reset(token)
 
         result, bodies = await with_retries(attempt, self.settings.policy, f"{self.model} at {','.join(self.urls)}",
-                                            _hint)
+                                            self._hint)
         choice = (bodies[-1].get("choices") or [{}])[0] if bodies else {}
         self._count(result.usage)
-        self.last_result = SparringCreateResult(**result.model_dump(), token_ids=choice.get("token_ids"))
-        return self.last_result
+        return SparringCreateResult(**result.model_dump(), token_ids=choice.get("token_ids"))
 
-    async def create_stream(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence = [],
-        tool_choice: Any = "auto",
-        json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-        include_usage: bool | None = None,
-    ) -> AsyncGenerator[str | CreateResult, None]:
-        """Yield the reply's text in pieces, then the `CreateResult` (no retries once text has arrived).
+    async def _stream(self, messages, extra_create_args, cancellation_token) -> AsyncIterator[str | CreateResult]:
+        """The reply's text in pieces, then the `CreateResult` (no retries once text has arrived).
 
         Streamed results carry no token ids: use `create` where the transcript needs them.
         """
-        check_request(self.spec, tools, json_output)
         args = {k: v for k, v in self._request(extra_create_args).items() if k != "timeout"}
-        chosen = least_busy([endpoint(url, self.settings.policy.max_concurrency) for url in self.urls])
+        chosen = least_busy([self._gate(url) for url in self.urls])
         async with chosen.slot():
             stream = self._inner(chosen.key).create_stream(messages, extra_create_args=args,
                                                            cancellation_token=cancellation_token, include_usage=True)
-            try:
+            with api_errors(f"{self.model} at {chosen.key}", self._hint):
                 async for item in stream:
                     if isinstance(item, CreateResult):
                         self._count(item.usage)
                     yield item
-            except Exception as error:
-                import openai
-
-                if isinstance(error, openai.APIError):
-                    raise BackendError(f"{self.model} at {chosen.key}: {describe(error)}{_hint(error)}") from None
-                raise
-
-    def _count(self, usage: RequestUsage) -> None:
-        self._last = usage
-        self._total = RequestUsage(prompt_tokens=self._total.prompt_tokens + usage.prompt_tokens,
-                                   completion_tokens=self._total.completion_tokens + usage.completion_tokens)
-
-    def actual_usage(self) -> RequestUsage:
-        return self._last
-
-    def total_usage(self) -> RequestUsage:
-        return self._total
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
         """An estimate (4 characters a token, plus 4 a message): the server's tokenizer is not here."""
         return sum(len(str(getattr(m, "content", ""))) // 4 + 4 for m in messages)
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence = []) -> int:
-        raise BackendError(f"{self.spec}: the server's context length is not known here; give AutoGen's "
-                           "TokenLimitedChatCompletionContext an explicit token_limit")
-
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.model_info  # type: ignore[return-value]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return MODEL_INFO
-
-    async def close(self) -> None:
-        """Nothing to release: the HTTP connections are shared and live as long as the event loop."""
+    def _hint(self, error: BaseException) -> str:
+        status = getattr(error, "status_code", None)
+        if status in (401, 403):
+            return "; set OPENAI_API_KEY in the environment to the server's key"
+        if status == 404:
+            return "; check the model name: GET URL/models lists what the server serves"
+        return ""
 
 
 async def _keep_body(response) -> None:
@@ -230,11 +163,3 @@ async def _keep_body(response) -> None:
     await response.aread()
     bodies.append(response.json())
 
-
-def _hint(error: BaseException) -> str:
-    status = getattr(error, "status_code", None)
-    if status in (401, 403):
-        return "; set OPENAI_API_KEY in the environment to the server's key"
-    if status == 404:
-        return "; check the model name: GET URL/models lists what the server serves"
-    return ""

@@ -1,4 +1,5 @@
-"""What the remote backends (``openai:``, ``litellm:``) share: fault settings, retries, endpoint caps.
+"""What the remote backends (``openai:``, ``litellm:``) share: fault settings, retries, endpoint caps,
+and `RemoteClient`, the base of their clients (spec parsing, settings, request refusals).
 
 One retry policy for every remote call: the per-request timeout, then retries with exponential
 backoff and jitter on rate limits (429), server errors (5xx), timeouts and dropped connections
@@ -16,11 +17,14 @@ import os
 import random
 import re
 import weakref
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from ...errors import BackendError
+from .._spec import ModelSpec
+from ._base import SparringClient
+from ._component import ClientConfig
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
@@ -129,14 +133,6 @@ def least_busy(endpoints: list[Endpoint]) -> Endpoint:
     return min(endpoints, key=lambda e: (e.assigned, e.requests))
 
 
-def check_request(spec: str, tools, json_output) -> None:
-    """Refuse what sparring's remote clients do not offer: tool calls and JSON or structured output."""
-    if tools:
-        raise BackendError(f"{spec}: sparring's remote clients take no tools; give the agent none")
-    if json_output:
-        raise BackendError(f"{spec}: sparring's remote clients do not ask for JSON or structured output")
-
-
 def retryable(error: BaseException) -> bool:
     """Whether another attempt may succeed: rate limits, server errors, timeouts, dropped connections,
     and a reply body cut short or not JSON (a proxy or server that broke off mid-reply)."""
@@ -187,22 +183,30 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], policy: FaultPolicy,
     Raises:
         `BackendError`: a non-retryable error, or the last error once the retries are spent.
     """
-    import openai
-
     failed = 0
     while True:
         try:
             return await attempt()
         except Exception as error:  # classified below; anything else is re-raised as it is
             if not retryable(error):
-                if isinstance(error, openai.APIError):  # `from None`: the original may quote a key
-                    raise BackendError(f"{where}: {describe(error)}{hint(error)}") from None
-                raise
+                with api_errors(where, hint):
+                    raise
             if failed == policy.retries:
                 raise BackendError(f"{where}: gave up after {failed + 1} attempt(s): {describe(error)}"
                                    f"{hint(error)}") from None
             await asyncio.sleep(policy.delay(failed, _retry_after(error)))
             failed += 1
+
+
+@contextmanager
+def api_errors(where: str, hint: Callable[[BaseException], str] = lambda _: "") -> Iterator[None]:
+    """Turn an OpenAI SDK error (LiteLLM raises them too) into a `BackendError`; let anything else through."""
+    import openai
+
+    try:
+        yield
+    except openai.APIError as error:  # `from None`: the original may quote a key
+        raise BackendError(f"{where}: {describe(error)}{hint(error)}") from None
 
 
 async def timed(request: Awaitable[T], policy: FaultPolicy) -> T:
@@ -247,3 +251,42 @@ class RemoteSettings:
             flags[name] = value
         chosen = {**DEFAULT_SAMPLING, **rest, **{k: v for k, v in sampling.items() if v is not None}, **(extra or {})}
         return cls(policy, flags["logprobs"], flags["token_ids"], chosen)
+
+
+class RemoteClient(SparringClient):
+    """A client of a remote backend: built from a spec of its scheme, with `RemoteSettings`.
+
+    A subclass sets ``_scheme``, ``_takes`` (the spec form, for errors), ``_fault_defaults`` and
+    ``_flags_default`` (whether ``logprobs``/``token_ids`` are asked for unless the spec says), and
+    keeps what else it needs of the spec in `_bind`.
+    """
+
+    _no_tools = "{spec}: sparring's remote clients take no tools; give the agent none"
+    _no_json = "{spec}: sparring's remote clients do not ask for JSON or structured output"
+    _scheme: str
+    _takes: str
+    _fault_defaults: FaultPolicy
+    _flags_default: bool
+
+    def __init__(self, spec: str | ModelSpec, *, temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, stop: list[str] | None = None, seed: int | None = None,
+                 extra: dict[str, Any] | None = None):
+        parsed = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+        if parsed.scheme != self._scheme:
+            raise BackendError(f"{type(self).__name__} takes {self._takes} specs, not {str(parsed)!r}")
+        sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop, "seed": seed}
+        self._start(ClientConfig(spec=str(parsed), **sampling, extra=extra))
+        self.model = parsed.model
+        self.settings = RemoteSettings.build(parsed.options, self._fault_defaults, self._flags_default, sampling, extra)
+        self._bind(parsed)
+
+    def _bind(self, parsed: ModelSpec) -> None:
+        """Keep what the client needs of its spec beyond ``model`` and ``settings``."""
+
+    def _gate(self, key: str) -> Endpoint:
+        """The shared `Endpoint` of ``key``, capped at this spec's ``max_concurrency``."""
+        return endpoint(key, self.settings.policy.max_concurrency)
+
+    def _hint(self, error: BaseException) -> str:
+        """A fix to suggest with a final error, e.g. which environment variable to set."""
+        return ""
