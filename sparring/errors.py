@@ -37,3 +37,7 @@ class ConfigFileError(SparringError):
 
 class TrackingError(SparringError):
     """An experiment tracker (``--report-to``) is unknown, not installed or could not start; the message says what to do."""
+
+
+class ArgumentError(SparringError, ValueError):
+    """A library function was called with a value it does not take (also a `ValueError`, as Python's own are)."""

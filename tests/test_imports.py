@@ -28,3 +28,18 @@ def test_the_lazy_names_are_the_real_ones():
     assert sorted(agents.__all__) == agents.__all__ and all(getattr(agents, name) is not None for name in agents.__all__)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         agents.Nope  # noqa: B018
+
+
+def test_every_error_sparring_raises_is_a_sparring_error():
+    """The CLI prints a SparringError on one line: every error class of the library derives from it (a bad
+    argument to a library function is also a ValueError, as Python's own are)."""
+    import inspect
+
+    from sparring import errors
+    from sparring.evaluation import wilson_interval
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    assert len(classes) > 5 and all(issubclass(c, errors.SparringError) for c in classes)
+    with pytest.raises(errors.ArgumentError, match="0 <= successes <= n") as caught:
+        wilson_interval(3, 2)
+    assert isinstance(caught.value, ValueError)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..errors import ArgumentError
 from ._wilson import rate, wilson_interval
 
 ALPHA = 0.05
@@ -41,7 +42,7 @@ def binomial_test(successes: int, n: int, p: float = 0.5) -> float:
         1.0
     """
     if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"binomial_test needs 0 <= successes <= n, got successes={successes}, n={n}")
+        raise ArgumentError(f"binomial_test needs 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 1.0
     probabilities = [math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(n + 1)]
@@ -63,7 +64,7 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
         1.0
     """
     if min(a, b, c, d) < 0:
-        raise ValueError(f"fisher_exact needs counts >= 0, got {(a, b, c, d)}")
+        raise ArgumentError(f"fisher_exact needs counts >= 0, got {(a, b, c, d)}")
     row, column, n = a + b, a + c, a + b + c + d
     if n == 0:
         return 1.0

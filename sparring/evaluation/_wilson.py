@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import ArgumentError
+
 Z95 = 1.959964
 """The standard normal quantile of a two-sided 95% interval."""
 
@@ -30,7 +32,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
         [0.2366, 0.7634]
     """
     if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}")
+        raise ArgumentError(f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 0.0, 1.0
     p = successes / n

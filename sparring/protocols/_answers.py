@@ -15,6 +15,8 @@ import re
 from collections import Counter
 from decimal import Decimal
 
+from ..errors import ArgumentError
+
 KINDS = ("auto", "number", "boxed", "choice")
 NUMBER_TOLERANCE = Decimal("1e-6")
 
@@ -184,7 +186,7 @@ def extract_answer(text: str, kind: str = "auto") -> str | None:
 def _check_kind(kind: str) -> None:
     """Raise `ValueError` naming the valid kinds when `kind` is not one."""
     if kind not in KINDS:
-        raise ValueError(f"unknown answer kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ArgumentError(f"unknown answer kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
 def _normalize_text(text: str) -> str:
@@ -253,10 +255,10 @@ def gsm8k_gold(answer_field: str) -> str:
     """
     _, sep, tail = answer_field.rpartition("####")
     if not sep:
-        raise ValueError("no '####' before the final answer")
+        raise ArgumentError("no '####' before the final answer")
     value = normalize_number(tail)
     if value is None:
-        raise ValueError(f"{tail.strip()!r} after '####' is not a number")
+        raise ArgumentError(f"{tail.strip()!r} after '####' is not a number")
     return value
 
 

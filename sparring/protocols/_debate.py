@@ -28,6 +28,7 @@ from typing import Callable
 import yaml
 from autogen_core.models import ChatCompletionClient
 
+from ..errors import ArgumentError
 from ..transcripts import Episode, episode_id, latest_by_id, read_transcripts
 from ._answers import answers_match, extract_answer, majority_vote
 from ._loader import BUILTIN_DIR, Protocol, load_protocol, parse_protocol
@@ -80,7 +81,7 @@ def debate_protocol(agents: int = DEFAULT_AGENTS, rounds: int = DEFAULT_ROUNDS, 
         ('debater_5', 3, True)
     """
     if agents < 1 or rounds < 1:
-        raise ValueError(f"a debate needs at least 1 agent and 1 round, got agents={agents}, rounds={rounds}")
+        raise ArgumentError(f"a debate needs at least 1 agent and 1 round, got agents={agents}, rounds={rounds}")
     builtin = load_protocol(_DEBATE)
     if agents == DEFAULT_AGENTS and rounds == DEFAULT_ROUNDS and questions is None:
         return builtin

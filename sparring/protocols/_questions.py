@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ProtocolError
+from ..errors import ArgumentError, ProtocolError
 from ._answers import gsm8k_gold
 
 ARITHMETIC = "arithmetic"
@@ -60,7 +60,7 @@ def arithmetic_questions(n: int, seed: int) -> list[Question]:
         (True, 'arithmetic-0-0')
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise ArgumentError(f"n must be >= 0, got {n}")
     rng = random.Random(seed)
     questions = []
     for i in range(n):
@@ -260,7 +260,7 @@ def load_questions(source: str, n: int | None = None, seed: int = 0) -> list[Que
         5
     """
     if n is not None and n < 0:
-        raise ValueError(f"n must be >= 0 or None, got {n}")
+        raise ArgumentError(f"n must be >= 0 or None, got {n}")
     head, sep, rest = source.partition(":")
     if head == ARITHMETIC:
         count, _, seed_text = rest.partition(":")
