@@ -31,6 +31,10 @@ class ReportError(SparringError):
     """A report could not be made: the directory holds nothing a report can show, or it cannot be written."""
 
 
+class BenchmarkError(SparringError):
+    """A benchmark could not run: lm-eval missing, an unknown task, a model spec it cannot evaluate, a bad bench.json."""
+
+
 class ConfigFileError(SparringError):
     """A config file (``--config``) could not be read, or holds a key or value its command does not take."""
 

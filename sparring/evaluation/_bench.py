@@ -66,7 +66,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import SparringError
+from ..errors import BenchmarkError, SparringError
 
 BENCH_FILE = "bench.json"
 BENCH_SCHEMA = "sparring.bench/1"
@@ -75,10 +75,6 @@ LIST_TASKS = "lm-eval ls tasks"
 SPAG_TASKS = ("bbh", "arc_easy", "arc_challenge", "mutual", "winogrande", "logiqa2", "piqa")
 """The reasoning benchmarks of SPAG (Cheng et al. 2024), by their lm-eval task names."""
 _SKIPPED_KEYS = {"alias", "name", "sample_len", "sample_count", " ", ""}
-
-
-class BenchmarkError(SparringError):
-    """A benchmark could not run: lm-eval missing, an unknown task, a model spec it cannot evaluate, a bad bench.json."""
 
 
 @dataclass
