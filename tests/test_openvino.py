@@ -204,4 +204,5 @@ def test_a_streaming_client_that_disconnects_stops_its_generation():
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert busy > 1.0 and windows[-1] < 0.1 * busy, (busy, windows)
+    # busy: the server generated while the client read (well above idle even on a loaded machine)
+    assert busy > 0.4 and windows[-1] < 0.1 * busy, (busy, windows)
