@@ -1,7 +1,8 @@
 """Training cost of SPAG's offline policy loss against plain SFT, on the same data and model.
 
 Both trainers are built exactly as `sparring train` builds them (`load_for_training`, then
-`build_sft_trainer` (TRL `SFTTrainer`, kl_coeff 0) or `build_spag_trainer`) with the same
+`build_trainer`, the kind's trainer in `sparring.trainer.TRAINERS`: `build_sft_trainer` (TRL
+`SFTTrainer`, kl_coeff 0) or `build_spag_trainer`) with the same
 settings: LoRA r=16 (or --full), batch size, max length, seed, no gradient checkpointing. The
 data is one synthetic Taboo-like dataset (attacker/defender turns with SPAG rewards and weights,
 a quarter of general SFT rows); `sft` trains on its rows' last turns, `spag` on the same rows
@@ -67,7 +68,7 @@ def worker(args) -> None:
 
     from sparring.trainer import TrainConfig
     from sparring.trainer._model import load_for_training
-    from sparring.trainer._train import _training_rows
+    from sparring.trainer._train import _training_rows, build_trainer
 
     config = TrainConfig(data=args.data, model=args.model, output=args.output, kind=args.worker, full=args.full,
                          max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
@@ -75,14 +76,7 @@ def worker(args) -> None:
     rows = _training_rows(config)
     model, tokenizer = load_for_training(config)
     started = time.perf_counter()
-    if args.worker == "spag":
-        from sparring.trainer._spag import build_spag_trainer
-
-        trainer = build_spag_trainer(config, model, tokenizer, rows, args.output)
-    else:
-        from sparring.trainer._sft import build_sft_trainer
-
-        trainer = build_sft_trainer(config, model, tokenizer, rows, args.output, continuing=False)
+    trainer = build_trainer(config, model, tokenizer, rows, args.output, continuing=False)  # as `train` builds it
     setup = time.perf_counter() - started
     setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stamps: list[float] = []

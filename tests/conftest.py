@@ -1,4 +1,9 @@
-"""Shared fixtures: the real embedded model, loaded once per test session."""
+"""Shared fixtures: the real embedded model, loaded once per test session.
+
+Tests that run the real model, train, start a server or a browser, or take over ~1 s are marked
+`slow` (pyproject.toml registers the marker): `pytest -m "not slow"` runs the logic tier. Any test
+that asks for the model's engine is `slow` whether or not it is marked, since that loads the model.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,15 @@ import pytest
 import torch
 
 from sparring.agents import Engine, get_engine, load_model
+
+MODEL_FIXTURES = {"engine", "engine_fp32", "each_engine"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that asks (directly or through a fixture) for the real model's engine."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
 from sparring.agents import SamplingParams, get_engine, load_model
+
+pytestmark = pytest.mark.slow  # the whole module runs the real model (see pyproject's markers)
 
 
 async def test_adapter_spec_loads_and_changes_the_model(tmp_path, engine):

@@ -48,6 +48,7 @@ def _assert_token_ids(episode, roles):
             assert all(lp <= 0 for lp in message.logprobs)
 
 
+@pytest.mark.slow
 def test_openai_spec_plays_a_protocol_with_token_ids(server, tmp_path):
     spec = f"openai:{MODEL}@{server}/v1"
     summary, episodes = _play(quick_protocol(tmp_path), {"asker": spec, "answerer": spec}, tmp_path / "run")
@@ -59,6 +60,7 @@ def test_openai_spec_plays_a_protocol_with_token_ids(server, tmp_path):
         assert episode.usage["completion_tokens"] == sum(len(m.token_ids) for m in episode.messages)
 
 
+@pytest.mark.slow
 def test_litellm_spec_plays_through_the_same_server(server, tmp_path):
     with FaultProxy(server) as proxy:
         spec = f"litellm:openai/{MODEL}?api_base={proxy.url}&logprobs=true&token_ids=true"
@@ -72,6 +74,7 @@ def test_litellm_spec_plays_through_the_same_server(server, tmp_path):
     assert body["max_tokens"] == 6
 
 
+@pytest.mark.slow
 def test_mixed_backends_in_one_episode(server, tmp_path):
     """The asker plays over HTTP (its `model:` in the YAML), the answerer in-process (the run's
     default); only the asker's turns reach the server."""
@@ -91,6 +94,7 @@ def test_mixed_backends_in_one_episode(server, tmp_path):
     assert any("ignores sampling.extra" in str(w.message) for w in caught)  # hf: says it ignores extra
 
 
+@pytest.mark.slow
 def test_two_urls_spread_the_requests(server):
     with FaultProxy(server) as first, FaultProxy(server) as second:
         client = model_client(f"openai:{MODEL}@{first.url},{second.url}", temperature=0, max_tokens=2)
@@ -111,6 +115,7 @@ def test_two_urls_spread_the_requests(server):
     assert (first.requests, second.requests) == (6, 6)  # 4 + 4 at once, then 2 + 2 in turn
 
 
+@pytest.mark.slow
 def test_spec_settings_reach_the_request(server):
     """Spec query: sampling defaults (here presence_penalty) go in the body; logprobs/token_ids can be turned off."""
     with FaultProxy(server) as proxy:
@@ -159,6 +164,7 @@ def test_serve_without_vllm_says_how_to_install(monkeypatch):
     assert refused.exit_code == 1 and "--engine vllm" in refused.output
 
 
+@pytest.mark.slow
 def test_launcher_waits_for_health_and_forwards_ctrl_c(tmp_path):
     """`run_server` with `sparring serve` as the child: ready once /health answers; SIGINT stops both."""
     port = free_port()

@@ -44,6 +44,7 @@ def adapter(tmp_path_factory) -> Path:
     return result.output
 
 
+@pytest.mark.slow
 def test_an_adapter_records_its_base_by_name_and_still_loads(adapter, tmp_path):
     from sparring.serving._vllm import vllm_args
 
@@ -63,6 +64,7 @@ def test_an_adapter_records_its_base_by_name_and_still_loads(adapter, tmp_path):
     assert args[args.index("--lora-modules") + 1] == f"epoch1={adapter}"
 
 
+@pytest.mark.slow
 def test_eval_bench_scores_an_adapter_and_the_report_shows_before_and_after(adapter, tasks, tmp_path):
     run = tmp_path / "run"
     base = run_bench(BASE, TASK, run / "baseline", limit=4, include_path=tasks)
@@ -91,6 +93,7 @@ def test_eval_bench_scores_an_adapter_and_the_report_shows_before_and_after(adap
     assert 'id="benchmarks"' in alone and "Benchmark report" in alone
 
 
+@pytest.mark.slow
 def test_an_unknown_task_is_named_with_how_to_list_tasks(tasks, tmp_path):
     result = CliRunner().invoke(app, ["eval", "bench", "--model", BASE, "--tasks", f"{TASK},arc_easyy",
                                       "--include-path", str(tasks), "--out", str(tmp_path)])

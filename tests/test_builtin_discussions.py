@@ -206,6 +206,7 @@ def _small_model(role, spec):
     return model_client(MODEL, **{**spec.sampling.settings(), "temperature": 0, "max_tokens": 16})
 
 
+@pytest.mark.slow
 async def test_saie_plays_the_embedded_model(tmp_path):
     summary = await play(load_protocol("saie"), 1, tmp_path, {"learner": MODEL, "partner": MODEL}, clients=_small_model,
                          overrides={"stance": "adversarial"})
@@ -216,6 +217,7 @@ async def test_saie_plays_the_embedded_model(tmp_path):
     assert episode.outcome.reason in ("correct", "incorrect")
 
 
+@pytest.mark.slow
 async def test_debate_plays_the_embedded_model(tmp_path):
     report = await compare_debate("arithmetic", agents=2, rounds=2, model=MODEL, out_dir=tmp_path, n=1,
                                   clients=_small_model)

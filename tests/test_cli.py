@@ -25,6 +25,7 @@ def test_models_lists_the_default_as_available():
     assert "yes" in row
 
 
+@pytest.mark.slow
 def test_chat_prints_a_reply():
     result = CliRunner().invoke(app, ["chat", "--temperature", "0", "--max-tokens", "12", "What is 2+2?"])
     assert result.exit_code == 0, result.output

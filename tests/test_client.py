@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_core.models import UserMessage
 
 from sparring.agents import EmbeddedChatCompletionClient, SparringCreateResult, model_client
+
+pytestmark = pytest.mark.slow  # the whole module runs the real model (see pyproject's markers)
 
 
 async def test_assistant_agent_answers(engine):

@@ -41,6 +41,7 @@ def _round_trip(client, monkeypatch) -> tuple[ChatCompletionClient, str]:
     return loaded, text
 
 
+@pytest.mark.slow
 async def test_embedded_client_round_trip_generates_the_same(engine, monkeypatch):
     client = EmbeddedChatCompletionClient(MODEL, temperature=0, top_p=0.9, max_tokens=6, stop=["\n\n"], seed=7)
     loaded, text = _round_trip(client, monkeypatch)
@@ -53,6 +54,7 @@ async def test_embedded_client_round_trip_generates_the_same(engine, monkeypatch
     assert again.token_ids == first.token_ids  # greedy, same settings: the same reply
 
 
+@pytest.mark.slow
 async def test_embedded_client_loads_through_its_own_class(engine):
     client = model_client(MODEL, temperature=0.5, max_tokens=4)
     loaded = EmbeddedChatCompletionClient.load_component(client.dump_component())
@@ -61,6 +63,7 @@ async def test_embedded_client_loads_through_its_own_class(engine):
         OpenAIServerClient.load_component(client.dump_component())
 
 
+@pytest.mark.slow
 async def test_openai_client_round_trip_calls_the_server(server, monkeypatch):
     with FaultProxy(server) as proxy:
         client = OpenAIServerClient(f"openai:{MODEL}@{proxy.url}?timeout=60&retries=1", temperature=0, max_tokens=3,
@@ -75,6 +78,7 @@ async def test_openai_client_round_trip_calls_the_server(server, monkeypatch):
     assert proxy.keys == [f"Bearer {SENTINEL_KEY}"]  # the key came from the environment of the loading process
 
 
+@pytest.mark.slow
 async def test_litellm_client_round_trip_calls_the_server(server, monkeypatch):
     with FaultProxy(server) as proxy:
         client = LiteLLMChatCompletionClient(f"litellm:openai/{MODEL}?api_base={proxy.url}&token_ids=true",
@@ -96,6 +100,7 @@ def test_a_client_with_a_secret_in_extra_is_not_saved(extra):
     assert SENTINEL_KEY not in str(caught.value)
 
 
+@pytest.mark.slow
 async def test_saved_team_loads_and_runs(engine):
     agents = [AssistantAgent(name, model_client=model_client(MODEL, temperature=0, max_tokens=16),
                              system_message=f"You are {name}. Answer in one short sentence.")

@@ -21,6 +21,7 @@ def _write(path: Path, data) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_play_from_a_config_file_on_the_embedded_model(tmp_path):
     """A real play run whose protocol, games and seed come from the file; --seed on the command line wins."""
     out = tmp_path / "run"

@@ -30,6 +30,7 @@ def _prompt(engine: Engine, text: str) -> list[int]:
     return engine.encode_chat([{"role": "user", "content": text}])
 
 
+@pytest.mark.slow
 async def test_concurrent_greedy_requests_equal_requests_run_alone(engine_fp32):
     greedy = SamplingParams(temperature=0, max_tokens=16)
     prompts = [_prompt(engine_fp32, q) for q in QUESTIONS]
@@ -42,6 +43,7 @@ async def test_concurrent_greedy_requests_equal_requests_run_alone(engine_fp32):
         assert batched.token_ids == single.token_ids  # float32: the whole reply matches
 
 
+@pytest.mark.slow
 async def test_staggered_arrivals_join_a_running_batch(engine_fp32):
     greedy = SamplingParams(temperature=0, max_tokens=12)
     prompts = [_prompt(engine_fp32, q) for q in QUESTIONS[:6]]
@@ -55,6 +57,7 @@ async def test_staggered_arrivals_join_a_running_batch(engine_fp32):
     assert [r.token_ids for r in together] == [r.token_ids for r in alone]
 
 
+@pytest.mark.slow
 async def test_token_ids_decode_to_text_and_logprobs_are_valid(engine):
     result = await engine.generate(_prompt(engine, QUESTIONS[3]), SamplingParams(temperature=0.8, max_tokens=24, seed=3))
     assert result.token_ids and result.text
@@ -64,6 +67,7 @@ async def test_token_ids_decode_to_text_and_logprobs_are_valid(engine):
     assert result.prompt_tokens == len(_prompt(engine, QUESTIONS[3]))
 
 
+@pytest.mark.slow
 async def test_seed_makes_sampling_reproducible(engine_fp32):
     # float32: the second request reuses the first one's cached prompt keys, and bfloat16 kernels
     # round a cached and a fresh prefill differently (the README says replies are exact in float32)
@@ -73,6 +77,7 @@ async def test_seed_makes_sampling_reproducible(engine_fp32):
     assert first.token_ids == second.token_ids
 
 
+@pytest.mark.slow
 async def test_max_tokens_and_stop_strings(engine):
     prompt = _prompt(engine, "Count from 1 to 20, separated by commas.")
     capped = await engine.generate(prompt, SamplingParams(temperature=0, max_tokens=5))
@@ -85,6 +90,7 @@ async def test_max_tokens_and_stop_strings(engine):
     assert engine.tokenizer.decode(stopped.token_ids, skip_special_tokens=True) == stopped.text
 
 
+@pytest.mark.slow
 async def test_stream_pieces_add_up_to_the_reply(engine):
     pieces, final = [], None
     async for item in engine.stream(_prompt(engine, QUESTIONS[8]), SamplingParams(temperature=0, max_tokens=20)):
@@ -96,6 +102,7 @@ async def test_stream_pieces_add_up_to_the_reply(engine):
     assert "".join(pieces) == final.text
 
 
+@pytest.mark.slow
 async def test_streamed_pieces_carry_their_tokens_and_logprobs(engine):
     *pieces, final = [item async for item in engine.stream_pieces(_prompt(engine, QUESTIONS[6]),
                                                                    SamplingParams(temperature=0, max_tokens=20))]
@@ -105,6 +112,7 @@ async def test_streamed_pieces_carry_their_tokens_and_logprobs(engine):
     assert all(engine.decode(p.token_ids) == p.text for p in pieces)
 
 
+@pytest.mark.slow
 async def test_a_reply_ended_by_the_end_of_sequence_keeps_that_token(each_engine):
     reply = await each_engine.generate(_prompt(each_engine, "Say hello."), SamplingParams(temperature=0, max_tokens=60))
     assert reply.finish_reason == "stop" and reply.eos is not None
@@ -112,6 +120,7 @@ async def test_a_reply_ended_by_the_end_of_sequence_keeps_that_token(each_engine
     assert token in each_engine.eos_ids and token not in reply.token_ids and -20 < logprob <= 0
 
 
+@pytest.mark.slow
 async def test_scoring_agrees_with_generation(each_engine, monkeypatch):
     prompt = _prompt(each_engine, QUESTIONS[5])
     reply = await each_engine.generate(prompt, SamplingParams(temperature=0, max_tokens=12))
@@ -129,6 +138,7 @@ async def test_scoring_agrees_with_generation(each_engine, monkeypatch):
     assert max(abs(a.logprob - b.logprob) for a, b in zip(whole[len(prompt):], scores)) < 1e-4
 
 
+@pytest.mark.slow
 async def test_conversations_reuse_their_computed_beginnings(engine_fp32):
     """Turn 2's prompt starts with turn 1's prompt and reply: only the rest is computed, same result."""
     fresh = Engine(engine_fp32.model, engine_fp32.tokenizer, name="no-prefix-cache", prefix_cache_tokens=0)
@@ -163,5 +173,6 @@ def test_nucleus_sampling_keeps_to_the_nucleus_and_the_distribution():
     assert (wide < 3000).all() and len(set(wide.tolist())) == 3
 
 
+@pytest.mark.slow
 async def test_a_cancelled_request_stops_at_the_next_step(engine_fp32):
     await assert_a_cancelled_request_stops(engine_fp32, least_generated=3)

@@ -200,6 +200,7 @@ def few_tokens(monkeypatch):
     monkeypatch.setattr(_play, "spec_clients", capped)
 
 
+@pytest.mark.slow
 def test_cli_runs_on_the_embedded_model(tmp_path, few_tokens):
     """A short real run of both commands: a Taboo win rate (2 games, 1 per side) and arithmetic:4 accuracy."""
     short = load_protocol("adversarial_taboo").text

@@ -34,6 +34,7 @@ def _play(protocol_path, spec, out, games):
     return summary, list(read_transcripts(out / "transcripts.jsonl"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["openai", "litellm"])
 def test_injected_faults_are_retried_and_the_run_completes(server, tmp_path, scheme):
     faults = ["500", "429", "hang", "drop", "truncate", "garbage", "500"]
@@ -46,6 +47,7 @@ def test_injected_faults_are_retried_and_the_run_completes(server, tmp_path, sch
     assert not proxy.faults and proxy.requests >= 4 + len(faults)  # every fault was met, and retried
 
 
+@pytest.mark.slow
 def test_a_client_error_is_not_retried(server, tmp_path):
     """A 404 (wrong model name) fails the episode at once, with the fix in the message; the run goes on."""
     with FaultProxy(server) as proxy:
@@ -64,6 +66,7 @@ def test_error_share_sets_the_exit_code(capsys):
     assert "more than --max-error-share 10%" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_killed_server_then_resume(tmp_path):
     """Kill the server after two episodes: those stay intact, the rest are errors (exit code 2);
     `--resume` against the restarted server replays only the failed ones."""
@@ -114,6 +117,7 @@ def test_killed_server_then_resume(tmp_path):
 SECRET = "sk-test-SECRET-0123456789abcdef"
 
 
+@pytest.mark.slow
 def test_api_key_appears_in_no_file_the_run_writes(server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     protocol = str(quick_protocol(tmp_path))

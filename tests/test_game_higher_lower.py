@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from _games import ReplayClients, assert_load_error, assert_rejudged_alike, line_of, load_error
+from sparring.data import build_dataset, load_rows
+from sparring.data._rewards import turn_rewards
 from sparring.protocols import builtin_names, load_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
 from sparring.protocols._parsing import number
-from sparring.trainer import build_dataset, load_rows
-from sparring.trainer._rewards import turn_rewards
 from sparring.transcripts import read_transcripts
 
 NAME = "higher_lower"
@@ -179,6 +179,7 @@ def _first_int(text: str) -> int:
     return value
 
 
+@pytest.mark.slow
 def test_two_games_on_the_embedded_model(engine, tmp_path):
     protocol = load_protocol(NAME)
     models = role_models(protocol, "hf:smollm2-135m", {})

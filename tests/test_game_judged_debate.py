@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from _games import ReplayClients, assert_load_error, line_of, load_error, sent
+from sparring.data import build_dataset, load_rows
+from sparring.data._rewards import turn_rewards
 from sparring.protocols import builtin_names, load_protocol, parse_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
-from sparring.trainer import build_dataset, load_rows
-from sparring.trainer._rewards import turn_rewards
 from sparring.transcripts import read_transcripts
 
 NAME = "judged_debate"
@@ -200,6 +200,7 @@ async def test_training_rows_from_a_replayed_debate(tmp_path):
     assert [r["reward"] for r in load_rows(tmp_path / "spag")] == pytest.approx(turn_rewards(2))
 
 
+@pytest.mark.slow
 def test_two_debates_on_the_embedded_model(engine, tmp_path):
     # short messages and one retry keep the test quick; the game is otherwise the built-in
     text = TEXT

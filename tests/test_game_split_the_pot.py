@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from _games import play_replayed
 from sparring.cli import app
+from sparring.data import build_dataset, load_rows
+from sparring.data._rewards import turn_rewards
 from sparring.errors import ProtocolError
 from sparring.protocols import Judge, load_protocol, parse_protocol, play, rejudge, role_models
-from sparring.trainer import build_dataset, load_rows
-from sparring.trainer._rewards import turn_rewards
 from sparring.transcripts import read_transcripts
 
 BUILTIN = Path(__file__).parent.parent / "sparring" / "protocols" / "builtin" / "split_the_pot.yaml"
@@ -176,6 +176,7 @@ async def test_replayed_games_become_training_rows(tmp_path):
         ("-2-000000", "proposer", 0.3), ("-2-000000", "responder", 0.7), ("-2-000000", "proposer", 0.3)]
 
 
+@pytest.mark.slow
 async def test_real_model_games_end_are_valid_rejudge_and_build(tmp_path, engine):
     protocol = parse_protocol(BUILTIN.read_text().replace("max_tokens: 24", "max_tokens: 20"), BUILTIN)
     summary = await play(protocol, 2, tmp_path / "real", role_models(protocol, "hf:smollm2-135m", {}))

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from _games import ReplayClients, assert_load_error, assert_rejudged_alike, assert_views_match_requests, sent
+from sparring.data import build_dataset, load_rows
+from sparring.data._rewards import turn_rewards
 from sparring.errors import ProtocolError
 from sparring.protocols import builtin_names, load_protocol, parse_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
-from sparring.trainer import build_dataset, load_rows
-from sparring.trainer._rewards import turn_rewards
 from sparring.transcripts import read_transcripts
 
 NAME = "spyfall"
@@ -237,6 +237,7 @@ def _check_real_episode(episode) -> None:
     assert episode.rewards == _rewards(episode.outcome.winner)
 
 
+@pytest.mark.slow
 def test_two_games_on_the_embedded_model(engine, tmp_path):
     # short messages keep the test quick; the game is otherwise the built-in
     assert TEXT.count("max_tokens: 40") == 1

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from _games import play_replayed
 from sparring.cli import app
+from sparring.data import build_dataset, load_rows
+from sparring.data._rewards import turn_rewards
 from sparring.errors import ProtocolError
 from sparring.protocols import Judge, episode_views, load_protocol, parse_protocol, play, rejudge, role_models
-from sparring.trainer import build_dataset, load_rows
-from sparring.trainer._rewards import turn_rewards
 from sparring.transcripts import read_transcripts
 
 BUILTIN = Path(__file__).parent.parent / "sparring" / "protocols" / "builtin" / "tictactoe.yaml"
@@ -167,6 +167,7 @@ async def test_replayed_games_become_training_rows_with_their_rewards(tmp_path):
         assert prompt["content"] == f"You are {row['role'].upper()}. Which free cell do you take? Answer with a single number."
 
 
+@pytest.mark.slow
 async def test_real_model_games_end_are_valid_rejudge_and_build(tmp_path, engine):
     protocol = parse_protocol(BUILTIN.read_text().replace("max_tokens: 8", "max_tokens: 6"), BUILTIN)
     summary = await play(protocol, 2, tmp_path / "real", role_models(protocol, "hf:smollm2-135m", {}))

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from _games import ReplayClients, assert_load_error, assert_rejudged_alike
+from sparring.data import build_dataset, load_rows
+from sparring.data._rewards import turn_rewards
 from sparring.protocols import builtin_names, load_protocol, parse_protocol, play, rejudge, role_models
 from sparring.protocols._loader import BUILTIN_DIR
 from sparring.protocols._taboo import is_correct_guess, mentions
-from sparring.trainer import build_dataset, load_rows
-from sparring.trainer._rewards import turn_rewards
 from sparring.transcripts import read_transcripts
 
 NAME = "twenty_questions"
@@ -211,6 +211,7 @@ def _check_real_episode(episode) -> None:
         assert episode.rewards == {"asker": 0.0, "answerer": 1.0}
 
 
+@pytest.mark.slow
 def test_two_games_on_the_embedded_model(engine, tmp_path):
     text = TEXT.replace("sampling: {temperature: 0.7, max_tokens: 20}", "sampling: {temperature: 0.7, max_tokens: 14}")
     protocol = parse_protocol(text, PATH)

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from _games import A, BROKE, D, GUESSED, SAID, TIE, WRONG, ReplayClients
 from sparring.cli import app
+from sparring.data import build_dataset
 from sparring.errors import TranscriptError
 from sparring.importers import import_spag
 from sparring.protocols import load_protocol, play
-from sparring.trainer import build_dataset
 from sparring.transcripts import read_transcripts
 
 SPAG = load_protocol("adversarial_taboo_spag")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 from _games import assert_views_match_requests, load_error, play_replayed, sent
+from sparring.data import build_dataset, load_rows
 from sparring.protocols import Judge, episode_views, parse_protocol
 from sparring.protocols._visibility import turn_context
-from sparring.trainer import build_dataset, load_rows
 
 COLUMNS = """
 name: columns

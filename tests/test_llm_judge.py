@@ -292,6 +292,7 @@ def test_judge_templates_and_rewards_may_use_their_names():
     assert protocol.spec.judge.llm.retries == 2 and protocol.spec.judge.llm.when == "end"
 
 
+@pytest.mark.slow
 async def test_the_embedded_model_as_judge_leaves_its_replies_in_the_transcript(tmp_path, engine):
     protocol = debate(judge__llm__sampling={"temperature": 0, "max_tokens": 24}, judge__llm__retries=1)
     real = spec_clients({"judge": "hf:smollm2-135m"})  # the model the `engine` fixture has loaded

@@ -21,6 +21,8 @@ from _tasks import QUESTIONS, write_choice_task
 from sparring.agents import load_model
 from sparring.agents._spec import ModelSpec, resolve_model_dir
 
+pytestmark = pytest.mark.slow  # the whole module runs the real model (see pyproject's markers)
+
 pytest.importorskip("lm_eval")
 
 TASK = "sparring_tiny_choice"

@@ -28,6 +28,8 @@ from _servers import MODEL, free_port, start_server
 from sparring.agents import SamplingParams, get_engine, load_model
 from sparring.agents.engine._openvino import OpenVINOEngine
 
+pytestmark = pytest.mark.slow  # the whole module runs the real model (see pyproject's markers)
+
 pytest.importorskip("openvino_genai")
 
 TOPICS = ["rain", "a lighthouse", "prime numbers", "the sky at night", "a market in Madrid",

@@ -123,6 +123,7 @@ def test_helpers_in_the_sandbox_as_functions_and_filters():
         compile_expression(r'match(message, "(?P<mine>\\d+)").theirs')(**context)
 
 
+@pytest.mark.slow
 def test_the_deadline_counts_cpu_time_not_waiting(monkeypatch):
     """Waiting (a loaded machine, the engine's thread holding the GIL) does not count against an evaluation."""
     monkeypatch.setattr(_expressions, "LIMITS", Limits(seconds=0.3))
@@ -144,6 +145,7 @@ def test_the_deadline_counts_cpu_time_not_waiting(monkeypatch):
         render("{% for x in items %}{% endfor %}", {"items": busy_items()})
 
 
+@pytest.mark.slow
 def test_a_slow_pattern_stops_at_the_evaluation_deadline(monkeypatch):
     monkeypatch.setattr(_expressions, "LIMITS", Limits(seconds=0.3))
     for helper in ("match", "match_all", "regex"):

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from _games import A, D
+from sparring.data import build_dataset
+from sparring.data._prompt_variants import draw_query, varied_chat
 from sparring.errors import ProtocolError
 from sparring.protocols import episode_views, load_protocol, parse_protocol
 from sparring.protocols._visibility import system_prompt
-from sparring.trainer import build_dataset
-from sparring.trainer._prompt_variants import draw_query, varied_chat
 from sparring.transcripts import Episode, Outcome, ProtocolRef, TranscriptMessage, TranscriptWriter
 
 SPAG = load_protocol("adversarial_taboo_spag")
@@ -117,6 +117,7 @@ def test_every_component_is_drawn_with_its_official_chance():
     assert not any(d.prefixed_rules or d.inline_answer for d in draws if d.layout != "alpaca")
 
 
+@pytest.mark.slow
 def test_seeded_rows_contain_the_official_strings_and_the_turns_own_text():
     seen = Counter()
     for seed in range(1500):
@@ -149,6 +150,7 @@ def write(path: Path, episodes: list[Episode]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_data_build_draws_per_row_and_a_seed_gives_the_same_rows(tmp_path):
     path = write(tmp_path / "t.jsonl", [game(f"g{i}") for i in range(30)])
     built = {}

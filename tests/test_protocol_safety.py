@@ -61,6 +61,7 @@ FAILURES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(FAILURES))
 def test_a_failure_stays_in_its_episode(kind, tmp_path):
     text, field, what = FAILURES[kind]
@@ -81,6 +82,7 @@ def test_a_failure_stays_in_its_episode(kind, tmp_path):
     assert "episodes failed" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_protocol_prints_no_traceback_from_the_console_script(tmp_path):
     protocol = tmp_path / "bad.yaml"
     protocol.write_text(FAILURES["rule expression"][0])
@@ -219,6 +221,7 @@ BOMBS = {
 }
 
 
+@pytest.mark.slow
 def test_validating_costly_protocols_is_fast_and_small(tmp_path):
     """Each file is validated in a fresh process: finished in seconds, under 1 GB of memory."""
     for name, text in BOMBS.items():

@@ -128,6 +128,7 @@ async def test_the_taboo_defender_is_not_reminded_by_default(tmp_path):
     assert all(m.prompt is None for m in episode.messages if m.role == "defender")
 
 
+@pytest.mark.slow
 def test_yaml_game_plays_on_the_embedded_model_then_resumes_and_rejudges(tmp_path):
     game = HERE / "protocols" / "twenty_questions.yaml"
     runner = CliRunner()
@@ -148,6 +149,7 @@ def test_yaml_game_plays_on_the_embedded_model_then_resumes_and_rejudges(tmp_pat
     assert refused.exit_code == 1 and "--resume" in refused.output
 
 
+@pytest.mark.slow
 def test_taboo_built_in_plays_on_the_embedded_model(tmp_path):
     result = CliRunner().invoke(app, ["play", "adversarial_taboo", "--games", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -262,6 +264,7 @@ schedule: {type: round_robin, order: [a, b], max_turns: 2}
 """
 
 
+@pytest.mark.slow
 def test_a_seeded_role_replays_its_episodes_on_the_embedded_model(tmp_path):
     """The same episodes played twice, with different company in flight, give the same games; the
     episodes of one run still draw differently from each other (the seed is made each episode's own)."""

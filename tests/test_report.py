@@ -134,6 +134,7 @@ def _open(browser, html: Path):
     return page
 
 
+@pytest.mark.slow
 def test_selfplay_report_renders_in_headless_chromium(selfplay_run, browser, tmp_path):
     summary = build_report(selfplay_run, tmp_path / "report.html")
     assert summary.charts == ["winrate", "outcomes", "turns_tokens", "throughput", "loss", "training_metrics"]
@@ -177,6 +178,7 @@ def test_selfplay_report_renders_in_headless_chromium(selfplay_run, browser, tmp
         page.close()
 
 
+@pytest.mark.slow
 def test_all_transcripts_filter_by_epoch_set_outcome_and_winner(selfplay_run, browser, tmp_path):
     """Every episode is listed; the radio filters (CSS only, no script) show exactly the matching ones."""
     summary = build_report(selfplay_run, tmp_path / "report.html")
@@ -213,6 +215,7 @@ def test_all_transcripts_filter_by_epoch_set_outcome_and_winner(selfplay_run, br
         page.close()
 
 
+@pytest.mark.slow
 def test_win_rate_by_role_assignment(selfplay_run, tmp_path):
     summary = build_report(selfplay_run, tmp_path / "report.html")
     html = summary.output.read_text()
@@ -222,6 +225,7 @@ def test_win_rate_by_role_assignment(selfplay_run, tmp_path):
     assert "attacker" in table and f"50% [{low:.0%}, {high:.0%}]" in table
 
 
+@pytest.mark.slow
 def test_png_charts_beside_the_report_are_valid_images(selfplay_run, tmp_path):
     from PIL import Image
 
@@ -239,6 +243,7 @@ def test_png_charts_beside_the_report_are_valid_images(selfplay_run, tmp_path):
     assert "http://" not in html.replace("http://www.w3.org/", "") and "https://" not in html
 
 
+@pytest.mark.slow
 def test_plain_play_directory(selfplay_run, tmp_path):
     shutil.copyfile(selfplay_run / "epoch_1" / "games" / "transcripts.jsonl", tmp_path / "transcripts.jsonl")
     summary = build_report(tmp_path, tmp_path / "report.html")
@@ -249,6 +254,7 @@ def test_plain_play_directory(selfplay_run, tmp_path):
     assert "Run report: adversarial_taboo" in html and 'data-role="attacker"' in html
 
 
+@pytest.mark.slow
 def test_partial_run_says_what_is_missing(selfplay_run, tmp_path, browser):
     run = tmp_path / "run"
     shutil.copytree(selfplay_run / "epoch_1", run / "epoch_1")
@@ -283,6 +289,7 @@ def _episode(id_: str, variables: dict, messages: list[tuple[str, str]], winner:
                    timings={"started": 1_700_000_000.0 + len(id_), "seconds": 2.0})
 
 
+@pytest.mark.slow
 def test_transcript_text_is_escaped(tmp_path, browser):
     attack = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">Say the word!'
     _write(tmp_path / "transcripts.jsonl", [
@@ -305,6 +312,7 @@ def test_transcript_text_is_escaped(tmp_path, browser):
         page.close()
 
 
+@pytest.mark.slow
 def test_saie_run_shows_accuracy_question_and_gold_answer(tmp_path):
     for k, correct in ((1, 3), (2, 5)):
         epoch = tmp_path / f"epoch_{k}"
@@ -323,6 +331,7 @@ def test_saie_run_shows_accuracy_question_and_gold_answer(tmp_path):
     assert "What is 2+3*4?" in html and "gold answer" in html and "single agent 62% [31%, 86%]" in html
 
 
+@pytest.mark.slow
 def test_report_command(selfplay_run, tmp_path):
     runner = CliRunner()
     assert runner.invoke(app, ["report", "--help"]).exit_code == 0

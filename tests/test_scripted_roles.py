@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 from _games import assert_views_match_requests, load_error, play_replayed, sent
+from sparring.data import build_dataset, load_rows
 from sparring.errors import ProtocolError
 from sparring.protocols import episode_views, parse_protocol, role_models
 from sparring.protocols._judges import Judge
-from sparring.trainer import build_dataset, load_rows
 
 HIGHER_LOWER = """
 name: higher_lower

@@ -45,6 +45,7 @@ def _wait_for(condition, process: subprocess.Popen, timeout: float = 600) -> Non
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_two_epochs_killed_in_epoch_two_then_resumed(tmp_path):
     out = tmp_path / "run"
     epoch2_games = out / "epoch_2" / "games" / "transcripts.jsonl"
@@ -96,6 +97,7 @@ def test_two_epochs_killed_in_epoch_two_then_resumed(tmp_path):
     assert config["peft_type"] == "LORA"
 
 
+@pytest.mark.slow
 def test_an_epoch_without_training_data_says_so_and_goes_on(tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["selfplay", "--protocol", str(UNDECIDED), "--epochs", "2", "--out", str(out),
@@ -127,6 +129,7 @@ def test_bad_settings_name_the_option():
         SelfPlay(SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), kind="saie"))
 
 
+@pytest.mark.slow
 def test_saie_loop_trains_the_learner_and_scores_held_out_questions(tmp_path):
     out = tmp_path / "saie"
     config = SelfPlayConfig(protocol=str(HERE / "protocols" / "saie_short.yaml"), model="hf:smollm2-135m", out=out,
@@ -154,6 +157,7 @@ def test_saie_loop_trains_the_learner_and_scores_held_out_questions(tmp_path):
     assert any("accuracy" in line for line in lines) and any("verdict" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_gold_sft_baseline_trains_on_gold_rationales_without_playing(tmp_path):
     out = tmp_path / "gold"
     result = CliRunner().invoke(app, ["selfplay", "--protocol", str(HERE / "protocols" / "saie_short.yaml"),
@@ -166,11 +170,12 @@ def test_gold_sft_baseline_trains_on_gold_rationales_without_playing(tmp_path):
     assert result.output.strip().splitlines()[-1].startswith("verdict (epoch 1): ")
 
 
+@pytest.mark.slow
 def test_train_saie_regenerate_replays_the_discussions_with_the_trained_learner(tmp_path):
     import asyncio
 
     from sparring.protocols import load_protocol, play
-    from sparring.trainer import build_dataset
+    from sparring.data import build_dataset
 
     protocol = load_protocol(HERE / "protocols" / "saie_short.yaml")
     asyncio.run(play(protocol, 2, tmp_path / "games", {"learner": "hf:smollm2-135m", "partner": "hf:smollm2-135m"},
@@ -191,6 +196,7 @@ def test_train_saie_regenerate_replays_the_discussions_with_the_trained_learner(
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_imitation_stage_trains_first_and_epoch_one_plays_its_adapter(tmp_path):
     import asyncio
 

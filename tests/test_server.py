@@ -10,6 +10,8 @@ import pytest
 
 from _servers import MODEL, sparring_serve
 
+pytestmark = pytest.mark.slow  # the whole module runs the real model (see pyproject's markers)
+
 
 @pytest.fixture(scope="module")
 def server_url():

@@ -147,7 +147,7 @@ def test_reminder_is_off_by_default_and_on_with_remind_defender():
 
 
 async def test_spag_training_rows_keep_the_official_query(tmp_path):
-    from sparring.trainer import build_dataset, load_rows
+    from sparring.data import build_dataset, load_rows
 
     protocol = load_protocol("adversarial_taboo_spag")
     replies = {A: ["A pet that purrs."], D: ["I know the word! It is `cat`!"]}

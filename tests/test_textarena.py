@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from sparring.cli import app
+from sparring.data import build_dataset, load_rows
 from sparring.errors import JudgeError, ProtocolError
 from sparring.evaluation import eval_winrate
 from sparring.protocols import episode_views, load_protocol, parse_protocol, play, rejudge
-from sparring.trainer import build_dataset, load_rows
 from sparring.transcripts import read_transcripts
 from tests._games import ReplayClients, assert_views_match_requests
 
@@ -36,6 +36,7 @@ async def _replayed(source: str, replies: dict[str, list[str]], out, games: int 
     return protocol, clients, summary, list(read_transcripts(summary.path, strict=True))
 
 
+@pytest.mark.slow
 async def test_tictactoe_is_played_by_its_environment_and_each_turn_holds_only_what_was_new(tmp_path):
     protocol, clients, summary, episodes = await _replayed(TICTACTOE, DIAGONAL, tmp_path)
     assert protocol.name == "textarena.TicTacToe-v0" and list(protocol.spec.roles) == [P0, P1]
@@ -96,6 +97,7 @@ def _short(source: str) -> object:
     return parse_protocol(text.replace("max_tokens: 128", "max_tokens: 12"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", [TICTACTOE, NEGOTIATION])
 async def test_the_embedded_model_plays_two_episodes_and_the_logged_prompts_are_the_views(source, tmp_path, engine):
     protocol = _short(source)
@@ -131,6 +133,7 @@ async def test_data_build_and_the_win_rate_of_a_textarena_game(tmp_path):
     assert json.loads((tmp_path / "eval" / "winrate.json").read_text())["protocol"] == "textarena.TicTacToe-v0"
 
 
+@pytest.mark.slow
 def test_the_cli_shows_plays_and_refuses_to_rejudge(tmp_path):
     runner = CliRunner()
     shown = runner.invoke(app, ["protocols", "show", TICTACTOE])

@@ -41,6 +41,7 @@ def _at(scalars: dict, tag: str, step: int) -> float:
     return values[0]
 
 
+@pytest.mark.slow
 def test_play_report_to_tensorboard_writes_the_game_metrics(tmp_path):
     spec = yaml.safe_load(DECISIVE.read_text())
     counted = ["attacker breaks the rules", "defender never guessed"]  # two of its three reasons, counted as rule breaks
@@ -74,6 +75,7 @@ def test_play_report_to_tensorboard_writes_the_game_metrics(tmp_path):
     assert _at(scalars, "play/tokens_per_second", 0) > 0
 
 
+@pytest.mark.slow
 def test_selfplay_logs_each_epochs_game_and_training_metrics(tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["selfplay", "--protocol", str(DECISIVE), "--epochs", "2", "--out", str(out),
@@ -107,6 +109,7 @@ def test_selfplay_logs_each_epochs_game_and_training_metrics(tmp_path):
     assert "TENSORBOARD_LOGGING_DIR" not in os.environ
 
 
+@pytest.mark.slow
 def test_eval_winrate_and_qa_log_their_rates_with_intervals(tmp_path):
     runner = CliRunner()
     winrate = tmp_path / "winrate"

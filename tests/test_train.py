@@ -72,6 +72,7 @@ def spag_run(data, tmp_path_factory):
     return train(TrainConfig(data=data, model=BASE, output=out, kind="spag", merge=True, **FAST))
 
 
+@pytest.mark.slow
 def test_spag_trains_only_the_adapter_and_writes_a_playable_output(spag_run, data):
     out = spag_run.output
     history = losses(spag_run)
@@ -112,6 +113,7 @@ def test_spag_trains_only_the_adapter_and_writes_a_playable_output(spag_run, dat
     assert not list(out.parent.glob(".*partial"))
 
 
+@pytest.mark.slow
 async def test_the_trained_adapter_plays_a_taboo_episode(spag_run, tmp_path):
     from sparring.agents import model_client
     from sparring.protocols import load_protocol, play
@@ -127,6 +129,7 @@ async def test_the_trained_adapter_plays_a_taboo_episode(spag_run, tmp_path):
     assert episode.messages and episode.models["attacker"] == spec
 
 
+@pytest.mark.slow
 def test_sft_with_kl_to_the_base_then_continue_the_adapter(data, tmp_path):
     first = train(TrainConfig(data=data, model=BASE, output=tmp_path / "imitation", kind="sft", kl_coeff=0.1, **FAST))
     history = losses(first)
@@ -149,6 +152,7 @@ def test_sft_with_kl_to_the_base_then_continue_the_adapter(data, tmp_path):
     assert f"`{first.output}` (continued" in (second.output / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_saie_through_the_cli(tmp_path):
     rows = [{"messages": [{"role": "user", "content": f"What is {a} + {b}? Discuss, then answer."},
                           {"role": "assistant", "content": f"{a} + {b} = {a + b}. The answer is {a + b}."}],
@@ -194,6 +198,7 @@ def test_defaults_per_kind(tmp_path):
     assert TrainConfig(data=tmp_path, model=BASE, output=tmp_path / "o", clip_range=0).clip_range is None
 
 
+@pytest.mark.slow
 def test_spag_preset_is_the_papers_settings_and_flags_win_over_it(data, tmp_path):
     from sparring.trainer import PRESETS
 

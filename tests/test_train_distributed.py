@@ -11,7 +11,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from test_train import taboo_rows, write_dataset
+
+pytestmark = pytest.mark.slow  # the whole module runs the real model (see pyproject's markers)
 
 
 def test_two_processes_train_and_the_main_process_writes_one_adapter(tmp_path):

@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from sparring.cli import app
+from sparring.data import build_dataset, load_rows, spag_rewards
+from sparring.data._rewards import turn_rewards
+from sparring.data._sft_data import gsm8k_solution, read_sft_data
 from sparring.errors import ProtocolError, TrainingError, TranscriptError
 from sparring.protocols import episode_views, load_protocol, parse_protocol
 from sparring.protocols._visibility import system_prompt
-from sparring.trainer import build_dataset, load_rows, spag_rewards
-from sparring.trainer._rewards import turn_rewards
-from sparring.trainer._sft_data import gsm8k_solution, read_sft_data
 from sparring.transcripts import Episode, Outcome, ProtocolRef, TranscriptMessage, TranscriptWriter
 
 TABOO = "adversarial_taboo"

@@ -9,6 +9,7 @@ checks the rule itself on what the replay clients were sent.
 
 from __future__ import annotations
 
+import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from sparring.protocols import episode_views, load_protocol, parse_protocol, play
@@ -139,6 +140,7 @@ def test_judge_verdicts_get_no_view():
     assert [v.role for v in episode_views(protocol, episode)] == ["attacker", "defender"]
 
 
+@pytest.mark.slow
 async def test_prompt_tokens_of_a_real_game_equal_the_view(tmp_path, engine):
     """The strongest check: the logged prompt_tokens of each message equal the tokenized view."""
     from sparring.agents import model_client
@@ -159,7 +161,7 @@ async def test_prompt_tokens_of_a_real_game_equal_the_view(tmp_path, engine):
     assert views[0].chat()[0] == {"role": "system", "content": views[0].system}
     assert 'The secret word is "mountain"' in views[0].system
     # the dataset rows are these views: every turn's prompt has the logged length
-    from sparring.trainer import build_dataset, load_rows
+    from sparring.data import build_dataset, load_rows
 
     build_dataset("imitation", [summary.path], tmp_path / "data", roles=["attacker", "defender"])
     rows = load_rows(tmp_path / "data")

@@ -1,30 +1,23 @@
-"""Training from transcripts: datasets for imitation, SPAG and SAIE, trained with TRL."""
+"""Training on datasets built from transcripts (`sparring.data`) with TRL: imitation, SPAG and SAIE
+trainers (`TRAINERS`, used by `train`), their settings and presets, and the self-play loop (`SelfPlay`)."""
 
-from ._config import TrainConfig, TrainResult
-from ._data import DataSummary, build_dataset
-from ._rewards import RewardAssignment, TurnReward, spag_rewards
+from ._config import TRAINERS, TrainConfig, TrainResult
 from ._presets import PRESETS, preset_settings
-from ._rows import load_rows
 from ._regenerate import train_saie_regenerated
 from ._selfplay import EpochRecord, SelfPlay, SelfPlayConfig, final_verdict, play_stats
 from ._train import train
 
 __all__ = [
-    "DataSummary",
     "PRESETS",
     "EpochRecord",
-    "RewardAssignment",
     "SelfPlay",
     "SelfPlayConfig",
+    "TRAINERS",
     "TrainConfig",
     "TrainResult",
-    "TurnReward",
-    "build_dataset",
     "final_verdict",
-    "load_rows",
     "play_stats",
     "preset_settings",
-    "spag_rewards",
     "train",
     "train_saie_regenerated",
 ]

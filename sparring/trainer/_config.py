@@ -8,7 +8,14 @@ from pathlib import Path
 from ..agents._spec import ModelSpec
 from ..errors import TrackingError, TrainingError
 
-KINDS = ("sft", "spag", "saie")
+TRAINERS = {
+    "sft": ("._sft", "build_sft_trainer"),
+    "spag": ("._spag", "build_spag_trainer"),
+    "saie": ("._sft", "build_sft_trainer"),
+}
+"""Training kind -> the module (of this package) and function that build its trainer; `_train.build_trainer`
+imports it when used (it loads torch and TRL). ``train KIND`` and ``bench/train.py`` both train through it."""
+KINDS = tuple(TRAINERS)
 LORA_LR = 1e-4
 FULL_LR = 2e-6
 DEFAULT_LORA_R = 16

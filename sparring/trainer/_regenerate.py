@@ -5,20 +5,23 @@ later pass replays the same discussions (same protocol, seed and episode indexes
 questions and partner stances) with the learner just trained, rebuilds the SAIE data from them
 and trains the next pass, continuing the adapter. The replays land beside the output, in
 ``OUTPUT-discussions/pass_K/{games,data,adapter}``; the last pass writes OUTPUT itself.
+
+It is not a second self-play loop: each pass runs the steps `SelfPlay` runs (`play_step`,
+`build_step`, `train_step`, each resuming what an earlier run left), on a schedule of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from ..errors import TrainingError
-from ..protocols import load_protocol, play
+from ..protocols import load_protocol
 from ..transcripts import latest_by_id, read_transcripts
 from ._config import TrainConfig, TrainResult, trained_spec
+from ._selfplay import build_step, play_step, train_step, trained_already
 
 
 def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
@@ -39,9 +42,6 @@ def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
         >>> train_saie_regenerated(TrainConfig(data=Path("runs/saie_data"), model="hf:smollm2-135m",
         ...                                    output=Path("runs/saie_adapter"), kind="saie", epochs=3))  # doctest: +SKIP
     """
-    from ._data import build_dataset
-    from ._train import train
-
     if config.kind != "saie":
         raise TrainingError(f"--regenerate re-runs SAIE discussions: it needs `train saie`, not `train {config.kind}`")
     if config.epochs != int(config.epochs) or config.epochs < 1:
@@ -66,20 +66,27 @@ def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
             folder = work / f"pass_{number}"
             models = {role: model if role == "learner" else partners.get(role, config.model) for role in loaded.spec.roles}
             report(f"pass {number}: replaying {games} discussions with {model}")
-            asyncio.run(play(loaded, games, folder / "games", models, seed=seed, resume=True))
+            play_step(loaded, games, folder / "games", models, seed)
             data = folder / "data"
-            if not (data / "summary.json").is_file():
-                built = build_dataset("saie", [folder / "games" / "transcripts.jsonl"], data, protocol=loaded)
-                report(f"pass {number}: {built.rows} rows ({built.gold_rows} gold rationales)")
+            build_step(data, lambda: _build(number, folder / "games" / "transcripts.jsonl", data, loaded, report))
         output = config.output if number == passes else work / f"pass_{number}" / "adapter"
-        if (output / "adapter_config.json").is_file() and number < passes:
+        if trained_already(output) and number < passes:
             model = trained_spec(model, output.resolve(), config.full)
             continue
-        result = train(replace(config, data=data, model=model, output=output, epochs=1.0))
+        result = train_step(replace(config, data=data, model=model, output=output, epochs=1.0))
         report(f"pass {number}: trained {result.steps} steps, final loss {result.final_loss}")
         model = result.play_spec
     assert result is not None
     return result
+
+
+def _build(number: int, transcripts: Path, data: Path, protocol, report: Callable[[str], None]):
+    """Pass ``number``'s SAIE data (``data``), built from the discussions it replayed (``transcripts``)."""
+    from ..data import build_dataset
+
+    built = build_dataset("saie", [transcripts], data, protocol=protocol)
+    report(f"pass {number}: {built.rows} rows ({built.gold_rows} gold rationales)")
+    return built
 
 
 def _seed_and_count(episodes, name: str) -> tuple[int, int]:

@@ -39,7 +39,7 @@ from ..evaluation._winrate import WINRATE_FILE
 from ..protocols import Protocol, load_protocol, play
 from ..tracking import TENSORBOARD_DIR, TRAIN_RUN, epoch_metrics, open_tracker, tensorboard_logging_dir, trackers
 from ..transcripts import latest_by_id, read_transcripts
-from ._config import TrainConfig, trained_spec
+from ._config import TrainConfig, TrainResult, trained_spec
 from ._presets import imitation_preset, preset_settings
 
 SETTINGS_FILE = "selfplay.json"
@@ -310,10 +310,9 @@ class SelfPlay:
             models = {role: (model if role == "learner" else self.config.partner or self.start) for role in roles}
         stage = f"epoch {epoch}: playing"
         self._progress(stage, self.config.games)
-        summary = asyncio.run(play(
-            self.protocol, self.config.games, folder, models, concurrency=self.config.concurrency,
-            seed=self._seed(epoch), resume=True, overrides=self.config.overrides or None,
-            on_episode=lambda _: self._progress(stage, 0)))
+        summary = play_step(self.protocol, self.config.games, folder, models, self._seed(epoch),
+                            concurrency=self.config.concurrency, overrides=self.config.overrides,
+                            on_episode=lambda _: self._progress(stage, 0))
         stats = play_stats(folder / "transcripts.jsonl", self.protocol.spec.training.drop_reasons)
         self.report(f"epoch {epoch}: {stats['games']} games, {stats['errors']} errors, "
                     f"{stats['decisive_share']:.0%} decided, {stats['rule_break_share']:.0%} by a broken rule, "
@@ -322,17 +321,17 @@ class SelfPlay:
 
     def _gold(self, folder: Path, questions: int, seed: int):
         """``folder``: plain SFT rows on the gold rationales of the first ``questions`` questions of ``seed``."""
-        from ._data import build_gold_dataset
+        from ..data._data import build_gold_dataset
 
         def build():
             summary = build_gold_dataset(self.protocol, questions, folder, seed=seed, overrides=self.config.overrides)
             self.report(f"data: {summary.rows} gold-rationale rows from {questions} questions")
             return summary
 
-        return _built(folder, build)
+        return build_step(folder, build)
 
     def _build(self, folder: Path, transcripts: list[Path], kind: str):
-        from ._data import build_dataset
+        from ..data import build_dataset
 
         def build():
             sft = Path(self.config.sft_data) if self.config.sft_data and kind == "spag" else None
@@ -342,12 +341,10 @@ class SelfPlay:
                         f"(dropped: {dict(summary.dropped) or 'none'})")
             return summary
 
-        return _built(folder, build)
+        return build_step(folder, build)
 
     def _train(self, data: Path, model: str, output: Path, kind: str, settings: dict | None = None) -> dict[str, Any]:
-        from ._train import train
-
-        if (output / "training_log.json").is_file():  # published whole, or not at all
+        if trained_already(output):
             self.report(f"training: {output} is already trained")
             return _train_stats(output)
         settings = dict({**preset_settings(self.config.preset), **self.config.train} if settings is None else settings)
@@ -356,9 +353,7 @@ class SelfPlay:
         self.report(f"training {kind} on {data} from {model}")
         config = TrainConfig(data=data, model=model, output=output, kind=kind, **settings)
         logs = self.config.out / TENSORBOARD_DIR / TRAIN_RUN / output.parent.name  # beside the game metrics
-        tensorboard = {"tensorboard", "all"} & set(config.report_destinations())
-        with tensorboard_logging_dir(logs) if tensorboard else nullcontext():
-            result = train(config)
+        result = train_step(config, tensorboard=logs)
         self.report(f"trained {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss}")
         return {"steps": result.steps, "final_loss": result.final_loss, "seconds": round(result.seconds, 1),
                 "full": config.full, "settings": config.to_dict()}
@@ -502,14 +497,39 @@ def play_stats(path: Path, rule_breaks: Collection[str] = ()) -> dict[str, Any]:
     }
 
 
-def _built(folder: Path, build: Callable[[], Any]):
+# -- the steps: self-play's, and train-time regeneration's (`train_saie_regenerated`) -----------
+
+def play_step(protocol: Protocol, games: int, folder: Path, models: dict[str, str], seed: int, *,
+              concurrency: int = 32, overrides: dict[str, Any] | None = None,
+              on_episode: Callable[[Any], None] | None = None):
+    """Play ``games`` episodes of ``protocol`` into ``folder/transcripts.jsonl``, resuming what an earlier run
+    left there; the `play` summary."""
+    return asyncio.run(play(protocol, games, folder, models, concurrency=concurrency, seed=seed, resume=True,
+                            overrides=overrides or None, on_episode=on_episode))
+
+
+def build_step(folder: Path, build: Callable[[], Any]):
     """The dataset of ``folder``: the summary of one an earlier run finished there, else ``build()``'s."""
-    from ._data import DataSummary
+    from ..data import DataSummary
 
     summary_file = folder / "summary.json"
     if summary_file.is_file():
         return DataSummary(**json.loads(summary_file.read_text()))
     return build()
+
+
+def trained_already(output: Path) -> bool:
+    """Whether ``output`` holds a finished training run (`train` publishes it whole, or not at all)."""
+    return (output / "training_log.json").is_file()
+
+
+def train_step(config: TrainConfig, tensorboard: Path | None = None) -> TrainResult:
+    """`train` ``config``; with ``tensorboard``, TensorBoard-bound training logs go to that directory."""
+    from ._train import train
+
+    logged = tensorboard is not None and {"tensorboard", "all"} & set(config.report_destinations())
+    with tensorboard_logging_dir(tensorboard) if logged else nullcontext():
+        return train(config)
 
 
 def _why_no_data(data) -> str:

@@ -196,11 +196,12 @@ class SpagTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def build_spag_trainer(config, model, tokenizer, rows, staging) -> SpagTrainer:
+def build_spag_trainer(config, model, tokenizer, rows, staging, continuing: bool = False) -> SpagTrainer:
     """A `SpagTrainer` on dataset ``rows`` (``messages``, ``reward``, ``weight``, ``type``) with the config's settings.
 
     Tokenizes every row with `tokenize_turn`, then scores it once under the model as loaded (the
-    reference: the policy that played the episodes) before any update.
+    reference: the policy that played the episodes) before any update, so ``continuing`` (the
+    signature every trainer of `TRAINERS` shares) changes nothing here.
     """
     from transformers import TrainingArguments
     from trl.trainer.utils import add_fused_lm_head

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
+from ..data import load_rows
 from ..errors import TrainingError
-from ._config import TrainConfig, TrainResult, trained_spec
+from ._config import TRAINERS, TrainConfig, TrainResult, trained_spec
 from ._model_card import base_model_name, data_summary, model_card, record_base_model
-from ._rows import load_rows
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -53,14 +55,7 @@ def train(config: TrainConfig) -> TrainResult:
     with _quiet():
         model, tokenizer = load_for_training(config)
         _base_read_locally(model, config)
-        if config.kind == "spag":
-            from ._spag import build_spag_trainer
-
-            trainer = build_spag_trainer(config, model, tokenizer, rows, staging)
-        else:
-            from ._sft import build_sft_trainer
-
-            trainer = build_sft_trainer(config, model, tokenizer, rows, staging, continuing)
+        trainer = build_trainer(config, model, tokenizer, rows, staging, continuing)
         from ._progress import StepProgress
 
         trainer.add_callback(StepProgress())
@@ -82,6 +77,22 @@ def train(config: TrainConfig) -> TrainResult:
     state.wait_for_everyone()
     return TrainResult(output=config.output, steps=trainer.state.global_step, final_loss=losses[-1] if losses else None,
                        seconds=seconds, log_history=history, play_spec=play_spec)
+
+
+def build_trainer(config: TrainConfig, model, tokenizer, rows, output_dir: Path, continuing: bool = False):
+    """The trainer of ``config.kind`` (`TRAINERS`) on ``rows``, writing into ``output_dir``.
+
+    Args:
+        config (`TrainConfig`): the run's settings; ``kind`` picks the trainer.
+        model: the model from `load_for_training`.
+        tokenizer: its tokenizer.
+        rows (`datasets.Dataset`): the checked rows (`_training_rows`).
+        output_dir (`Path`): the trainer's output directory.
+        continuing (`bool`, defaults to False): the model continues an adapter.
+    """
+    module, name = TRAINERS[config.kind]
+    return getattr(importlib.import_module(module, __package__), name)(config, model, tokenizer, rows, output_dir,
+                                                                       continuing)
 
 
 def _base_read_locally(model, config: TrainConfig) -> None:

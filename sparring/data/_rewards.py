@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..errors import ArgumentError
 from ..transcripts import Episode
 
 DECAY = 0.8
@@ -77,7 +78,7 @@ def turn_rewards(turns: int, decay: float = DECAY) -> list[float]:
         [0.4444, 0.5556]
     """
     if not 0 < decay <= 1:
-        raise ValueError(f"decay must be in (0, 1], got {decay}")
+        raise ArgumentError(f"decay must be in (0, 1], got {decay}")
     coefficients = [(1 / decay) ** k for k in range(1, turns + 1)]
     total = sum(coefficients)
     return [c / total for c in coefficients]
