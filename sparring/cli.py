@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich import get_console
 from rich.console import Console
 from rich.table import Table
 
+from .agents._spec import SPEC_FORMS
 from .errors import SparringError
+from .trainer._config import SelfPlayConfig
 
 app = typer.Typer(
     help="Language-model agents play games and discussions, and train on what they said.",
@@ -23,13 +26,21 @@ app = typer.Typer(
 console = get_console()  # the one rich console, so the training bar nests inside self-play's progress display
 errors = Console(stderr=True)
 
-MODEL_HELP = ("Model spec: hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR; "
-              "openai:MODEL@URL[,URL2] (vLLM, any OpenAI-compatible server); litellm:PROVIDER/MODEL (API models).")
+MODEL_HELP = "Model spec: " + SPEC_FORMS
 PRESET_HELP = ("Training defaults by name: spag (the paper's: full weights, lr 2e-6, cosine, 3% warm-up, KL 0.2, "
                "128 per step), spag-imitation (lr 5e-6, KL 0.1), spag-lora, spag-imitation-lora (LoRA at 10x the "
                "lr). Flags given win over it; see docs/training.md.")
 SCHEDULER_HELP = "Learning-rate schedule: constant, linear or cosine (default constant; SPAG: cosine)."
 WARMUP_HELP = "Share of the steps spent warming the learning rate up from 0 (default 0; SPAG: 0.03)."
+
+
+def _setting(config: type, name: str, *flags: str, default: Any = ..., **settings: Any) -> Any:
+    """A typer option for field ``name`` of settings class ``config``: its help and default are the field's
+    (``default`` only where the command line takes another form, e.g. a list for a repeatable option)."""
+    found = {f.name: f for f in dataclasses.fields(config)}[name]
+    if default is ...:
+        default = found.default if found.default is not dataclasses.MISSING else found.default_factory()
+    return typer.Option(default, *flags, help=found.metadata["help"], **settings)
 
 
 protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_is_help=True)
@@ -501,27 +512,22 @@ def data_build(
 @_reports_errors
 def selfplay(
     ctx: typer.Context,
-    protocol: str = typer.Option("adversarial_taboo", "--protocol", "-p",
-                                 help="A built-in protocol name, a .yaml file or textarena:ENV_ID: a game (SPAG) "
-                                 "or a SAIE discussion."),
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
-    epochs: int = typer.Option(3, "--epochs", "-e", min=1, help="Self-play epochs (SPAG: 3)."),
-    games: int = typer.Option(64, "--games", "-n", min=1, help="Episodes played per epoch."),
-    out: Path = typer.Option(Path("runs/selfplay"), "--out", "-o", help="Run directory (epoch_K/ per epoch); resumes."),
-    eval_games: int = typer.Option(32, min=0, help="Evaluation games per epoch against the starting model (0: none)."),
-    eval_questions: Optional[str] = typer.Option(None, help="SAIE: held-out questions for accuracy (a source as in `sparring debate`)."),
-    kind: Optional[str] = typer.Option(None, help="'spag', 'saie' or 'gold-sft' (SAIE's baseline: SFT on the gold "
-                                       "rationales, no discussion); default saie for protocols with a learner role."),
-    set_: List[str] = typer.Option([], "--set", help="VAR=VALUE: fix a variable of the played games (YAML value; "
-                                   "repeatable), e.g. --set stance=supportive for SAIE's supportive-only baseline."),
-    warmup: int = typer.Option(0, "--warmup", min=0, help="SAIE: first train plain SFT on the gold rationales of "
-                               "this many training questions (epoch_0)."),
-    partner: Optional[str] = typer.Option(None, help="SAIE: the frozen partner's model (default: --model)."),
-    imitation: List[Path] = typer.Option([], help="Transcripts for an imitation stage before epoch 1 (repeatable)."),
-    sft_data: Optional[Path] = typer.Option(None, help="General SFT rows mixed into the SPAG data."),
-    holdout: List[str] = typer.Option([], help="Variables evaluation draws afresh (default: those from lists and files)."),
-    seed: int = typer.Option(0, help="Seed of the games and evaluations."),
-    concurrency: int = typer.Option(32, min=1, help="Episodes in flight at once."),
+    protocol: str = _setting(SelfPlayConfig, "protocol", "--protocol", "-p"),
+    model: str = _setting(SelfPlayConfig, "model", "--model", "-m"),
+    epochs: int = _setting(SelfPlayConfig, "epochs", "--epochs", "-e", min=1),
+    games: int = _setting(SelfPlayConfig, "games", "--games", "-n", min=1),
+    out: Path = _setting(SelfPlayConfig, "out", "--out", "-o"),
+    eval_games: int = _setting(SelfPlayConfig, "eval_games", "--eval-games", min=0),
+    eval_questions: Optional[str] = _setting(SelfPlayConfig, "eval_questions", "--eval-questions"),
+    kind: Optional[str] = _setting(SelfPlayConfig, "kind", "--kind"),
+    set_: List[str] = _setting(SelfPlayConfig, "overrides", "--set", default=[]),
+    warmup: int = _setting(SelfPlayConfig, "warmup", "--warmup", min=0),
+    partner: Optional[str] = _setting(SelfPlayConfig, "partner", "--partner"),
+    imitation: List[Path] = _setting(SelfPlayConfig, "imitation", "--imitation", default=[]),
+    sft_data: Optional[Path] = _setting(SelfPlayConfig, "sft_data", "--sft-data"),
+    holdout: List[str] = _setting(SelfPlayConfig, "holdout", "--holdout", default=[]),
+    seed: int = _setting(SelfPlayConfig, "seed", "--seed"),
+    concurrency: int = _setting(SelfPlayConfig, "concurrency", "--concurrency", min=1),
     max_steps: Optional[int] = typer.Option(None, help="Training steps per epoch (default: one pass over the data)."),
     train_epochs: Optional[float] = typer.Option(None, help="Passes over each epoch's data (default 1)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: the trainer's for LoRA or --full)."),
@@ -537,14 +543,10 @@ def selfplay(
     kl_coeff: Optional[float] = typer.Option(None, help="SPAG: KL coefficient to the reference (default 0.2)."),
     sft_coeff: Optional[float] = typer.Option(None, help="SPAG: weight of the mixed-in SFT loss (default 0.5)."),
     clip_range: Optional[float] = typer.Option(None, help="SPAG: ratio clip range (default 0.2)."),
-    bench_tasks: Optional[str] = typer.Option(None, "--bench-tasks",
-                                              help="lm-eval tasks, comma-separated (e.g. SPAG's bbh,arc_easy,"
-                                                   "arc_challenge,mutual,winogrande,logiqa2,piqa): scored on the "
-                                                   "starting model (OUT/baseline/bench.json) and after each epoch "
-                                                   "(OUT/epoch_K/bench.json), as `sparring eval bench` does."),
-    bench_limit: Optional[int] = typer.Option(None, "--bench-limit", min=1, help="Documents per benchmark task at most."),
-    bench_include_path: Optional[Path] = typer.Option(None, "--bench-include-path", file_okay=False,
-                                                      help="A directory of benchmark task YAML files of your own."),
+    bench_tasks: Optional[str] = _setting(SelfPlayConfig, "bench_tasks", "--bench-tasks", default=None),
+    bench_limit: Optional[int] = _setting(SelfPlayConfig, "bench_limit", "--bench-limit", min=1),
+    bench_include_path: Optional[Path] = _setting(SelfPlayConfig, "bench_include_path", "--bench-include-path",
+                                                  file_okay=False),
     report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:

@@ -46,6 +46,11 @@ _SECRET_LAST_WORDS = frozenset({"token", "key"})  # ``access_token``, ``x-api-ke
 _SECRET_PARTS = ("apikey", "secret", "password", "passwd", "credential", "authorization", "bearer")
 
 
+SPEC_FORMS = ("hf:smollm2-135m, hf:DIR, hf:FILE.gguf or hf:HUB/ID, optionally +ADAPTER_DIR; openai:MODEL@URL[,URL2] "
+              "(vLLM, any OpenAI-compatible server); litellm:PROVIDER/MODEL (API models).")
+"""The forms a model spec takes, as the command line's help gives them."""
+
+
 def is_secret_key(key: str) -> bool:
     """Whether a query key names a credential, in any case and with any separator (``api-key``,
     ``X_Api_Key``, ``apiKey``, ``access.token``, ``passwd``...); ``max_tokens`` does not.

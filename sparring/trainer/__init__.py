@@ -1,23 +1,28 @@
 """Training on datasets built from transcripts (`sparring.data`) with TRL: imitation, SPAG and SAIE
-trainers (`TRAINERS`, used by `train`), their settings and presets, and the self-play loop (`SelfPlay`)."""
+trainers (`TRAINERS`, used by `train`), their settings and presets, and the self-play loop (`SelfPlay`).
 
-from ._config import TRAINERS, TrainConfig, TrainResult
-from ._presets import PRESETS, preset_settings
-from ._regenerate import train_saie_regenerated
-from ._selfplay import EpochRecord, SelfPlay, SelfPlayConfig, final_verdict, play_stats
-from ._train import train
+Names load on first use, so the CLI reads the settings classes without loading the loop or the trainers.
+"""
 
-__all__ = [
-    "PRESETS",
-    "EpochRecord",
-    "SelfPlay",
-    "SelfPlayConfig",
-    "TRAINERS",
-    "TrainConfig",
-    "TrainResult",
-    "final_verdict",
-    "play_stats",
-    "preset_settings",
-    "train",
-    "train_saie_regenerated",
-]
+from __future__ import annotations
+
+from .._lazy import lazy_exports
+
+_WHERE = {
+    "PRESETS": "._presets",
+    "preset_settings": "._presets",
+    "TRAINERS": "._config",
+    "SelfPlayConfig": "._config",
+    "TrainConfig": "._config",
+    "TrainResult": "._config",
+    "train_saie_regenerated": "._regenerate",
+    "EpochRecord": "._selfplay",
+    "SelfPlay": "._selfplay",
+    "final_verdict": "._selfplay",
+    "play_stats": "._selfplay",
+    "train": "._train",
+}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_exports(__name__, _WHERE)

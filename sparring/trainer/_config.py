@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..agents._spec import ModelSpec
+from ..agents._spec import SPEC_FORMS, ModelSpec
 from ..errors import TrackingError, TrainingError
 
 TRAINERS = {
@@ -212,3 +213,82 @@ def trained_spec(model: str, output: Path, full: bool) -> str:
 def _check(ok: bool, name: str, value, allowed: str) -> None:
     if not ok:
         raise TrainingError(f"{name}={value!r}: must be {allowed} (--{name.replace('_', '-')})")
+
+
+SELFPLAY_KINDS = ("spag", "saie", "gold-sft")
+
+
+def _setting(default: Any = None, help: str = "", factory: Any = None) -> Any:
+    """A config field with its help: `sparring selfplay --help` shows the same text (one source of both)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class SelfPlayConfig:
+    """Settings of a self-play run; each field's help (its ``metadata["help"]``) is the text
+    ``sparring selfplay --help`` shows for its option, and its default the option's default.
+    """
+
+    protocol: str = _setting("adversarial_taboo", "A built-in protocol name, a .yaml file or textarena:ENV_ID: a "
+                             "game (SPAG) or a SAIE discussion.")
+    model: str = _setting("hf:smollm2-135m", "The starting model's spec: " + SPEC_FORMS)
+    out: Path = _setting(Path("runs/selfplay"), "Run directory (epoch_K/ per epoch); resumes.")
+    epochs: int = _setting(3, "Self-play epochs (SPAG: 3).")
+    games: int = _setting(64, "Episodes played per epoch.")
+    eval_games: int = _setting(32, "Evaluation games per epoch against the starting model (0: none).")
+    eval_questions: str | None = _setting(None, "SAIE: held-out questions for accuracy (a source as in `sparring "
+                                          "debate`); default: the protocol's arithmetic problems with another seed.")
+    kind: str | None = _setting(None, "'spag', 'saie' or 'gold-sft' (SAIE's baseline: SFT on the gold rationales, "
+                                "no discussion); default saie for protocols with a learner role.")
+    partner: str | None = _setting(None, "SAIE: the frozen partner's model (default: --model).")
+    imitation: list[str] = _setting(factory=list, help="Transcripts for an imitation stage before epoch 1 "
+                                    "(repeatable).")
+    sft_data: str | None = _setting(None, "General SFT rows mixed into the SPAG data.")
+    overrides: dict[str, Any] = _setting(factory=dict, help="VAR=VALUE: fix a variable of the played games (YAML "
+                                         "value; repeatable), e.g. --set stance=supportive for SAIE's "
+                                         "supportive-only baseline.")
+    warmup: int = _setting(0, "SAIE: first train plain SFT on the gold rationales of this many training questions "
+                           "(epoch_0).")
+    holdout: list[str] | None = _setting(None, "Variables evaluation draws afresh (default: those from lists and "
+                                         "files).")
+    seed: int = _setting(0, "Seed of the games and evaluations.")
+    concurrency: int = _setting(32, "Episodes in flight at once.")
+    train: dict[str, Any] = _setting(factory=dict, help="TrainConfig settings (max_steps, lr, lora_r, ...); they "
+                                     "win over the preset's.")
+    preset: str | None = _setting(None, "A training preset for the self-play epochs (see `PRESETS`); the "
+                                  "imitation stage takes the matching imitation preset (spag -> spag-imitation).")
+    bench_tasks: list[str] = _setting(factory=list, help="lm-eval tasks, comma-separated (e.g. SPAG's bbh,"
+                                      "arc_easy,arc_challenge,mutual,winogrande,logiqa2,piqa): scored on the "
+                                      "starting model (OUT/baseline/bench.json) and after each epoch "
+                                      "(OUT/epoch_K/bench.json), as `sparring eval bench` does.")
+    bench_limit: int | None = _setting(None, "Documents per benchmark task at most.")
+    bench_include_path: str | None = _setting(None, "A directory of benchmark task YAML files of your own.")
+    report_to: str = _setting("none", "Trackers for each epoch's metrics (sparring.tracking: tensorboard, wandb, "
+                              "trackio, comma-separated, or all), logged at step = the epoch; each epoch's training "
+                              "reports to them too.")
+
+    def __post_init__(self) -> None:
+        from ..evaluation._bench import parse_tasks
+        from ..tracking import trackers
+        from ._presets import preset_settings
+
+        self.out = Path(self.out)
+        trackers(self.report_to)  # an unknown or missing tracker fails here, before anything is played
+        preset_settings(self.preset)  # an unknown name fails here
+        self.bench_tasks = parse_tasks(self.bench_tasks) if self.bench_tasks else []
+        if self.bench_limit is not None and self.bench_limit < 1:
+            raise TrainingError(f"--bench-limit must be 1 or more, got {self.bench_limit}")
+        if self.kind not in (None, *SELFPLAY_KINDS):
+            raise TrainingError(f"--kind {self.kind!r}: expected one of {', '.join(SELFPLAY_KINDS)}")
+        if self.warmup < 0:
+            raise TrainingError(f"--warmup must be 0 or more, got {self.warmup}")
+        if self.warmup and self.imitation:
+            raise TrainingError("--warmup and --imitation are both a stage before epoch 1 (epoch_0): give one")
+        for name in ("epochs", "games", "eval_games"):
+            if getattr(self, name) < (0 if name == "eval_games" else 1):
+                raise TrainingError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "out": str(self.out)}

@@ -25,13 +25,13 @@ import asyncio
 import json
 import os
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection
 
 from ..agents import ModelSpec
 from ..errors import TrainingError
-from ..evaluation._bench import BENCH_FILE, parse_tasks, read_bench, require_lm_eval, same_settings
+from ..evaluation._bench import BENCH_FILE, read_bench, require_lm_eval, same_settings
 from ..evaluation._learner import LEARNER_PROMPT, correct_by_question, eval_learner
 from ..evaluation._qa import ACCURACY_FILE
 from ..evaluation._significance import compare_accuracy, compare_to_baseline
@@ -39,101 +39,16 @@ from ..evaluation._winrate import WINRATE_FILE
 from ..protocols import Protocol, load_protocol, play
 from ..tracking import TENSORBOARD_DIR, TRAIN_RUN, epoch_metrics, open_tracker, tensorboard_logging_dir, trackers
 from ..transcripts import latest_by_id, read_transcripts
-from ._config import TrainConfig, TrainResult, trained_spec
+from ._config import SelfPlayConfig, TrainConfig, TrainResult, trained_spec
 from ._presets import imitation_preset, preset_settings
 
 SETTINGS_FILE = "selfplay.json"
 EPOCH_FILE = "epoch.json"
 BASELINE_DIR = "baseline"
 NO_DATA = "no training data from this epoch's games ({why}): the model is unchanged and the run goes on"
-SELFPLAY_KINDS = ("spag", "saie", "gold-sft")
 # Settings that must match when a run directory is continued. (Not the bench_* ones: benchmarks change
 # nothing that is trained; a bench.json measured with other tasks or limit is measured again.)
 _IDENTITY = ("protocol", "model", "kind", "games", "seed", "overrides", "warmup")
-
-
-@dataclass
-class SelfPlayConfig:
-    """Settings of a self-play run.
-
-    Args:
-        protocol (`str`): a built-in protocol name or a protocol .yaml file.
-        model (`str`): the starting model spec (it may carry ``+ADAPTER``).
-        out (`Path`): the run directory.
-        epochs (`int`, defaults to 3): self-play epochs (SPAG: 3).
-        games (`int`, defaults to 64): episodes played per epoch.
-        eval_games (`int`, defaults to 32): evaluation games per epoch (half per role assignment).
-        eval_questions (`str | None`): SAIE: held-out questions; default the protocol's arithmetic
-            problems drawn with another seed.
-        kind (`str | None`): ``"spag"``, ``"saie"`` or ``"gold-sft"`` (SAIE's baseline: plain SFT on the
-            gold rationales of the same questions, no discussion played); default ``"saie"`` for
-            protocols with a ``learner`` role, else ``"spag"``.
-        partner (`str | None`): SAIE: the frozen partner's model (default: the starting model).
-        imitation (`list[str]`): transcripts for an imitation stage before epoch 1.
-        sft_data (`str | None`): general SFT rows mixed into SPAG data (``--sft-data``).
-        overrides (`dict`): fixed variable values for the played games (``--set``), e.g.
-            ``{"stance": "supportive"}`` for SAIE's supportive-only baseline.
-        warmup (`int`, defaults to 0): SAIE and gold-sft: a warm-up stage (``epoch_0``) of plain SFT on
-            the gold rationales of the first ``warmup`` training questions before epoch 1.
-        holdout (`list[str] | None`): variables whose training values evaluation avoids; default
-            those drawn from lists, files or question sets (not inline ``values``).
-        seed (`int`, defaults to 0): seeds the games of every epoch and evaluation.
-        concurrency (`int`, defaults to 32): episodes in flight at once.
-        train (`dict`): `TrainConfig` settings (``max_steps``, ``lr``, ``lora_r``, ...); they win over the preset's.
-        preset (`str | None`): a training preset (`PRESETS`, e.g. ``"spag"``) for the self-play epochs; the
-            imitation stage takes its imitation counterpart (``spag-imitation``).
-        bench_tasks (`list[str]`): lm-eval tasks (e.g. SPAG's ``bbh``, ``arc_easy``, ...) scored on the starting
-            model once (``OUT/baseline/bench.json``) and on each epoch's trained model (``epoch_K/bench.json``);
-            empty: no benchmarks.
-        bench_limit (`int | None`): documents per benchmark task at most.
-        bench_include_path (`str | None`): a directory of task YAML files of one's own (``--include-path``).
-        report_to (`str`, defaults to ``"none"``): trackers for each epoch's metrics (`sparring.tracking`:
-            ``tensorboard``, ``wandb``, ``trackio``, comma-separated, or ``all``), logged at step = the epoch;
-            each epoch's training reports to them too (TensorBoard: ``OUT/tensorboard/train/epoch_K/``).
-    """
-
-    protocol: str
-    model: str
-    out: Path
-    epochs: int = 3
-    games: int = 64
-    eval_games: int = 32
-    eval_questions: str | None = None
-    kind: str | None = None
-    partner: str | None = None
-    imitation: list[str] = field(default_factory=list)
-    sft_data: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    warmup: int = 0
-    holdout: list[str] | None = None
-    seed: int = 0
-    concurrency: int = 32
-    train: dict[str, Any] = field(default_factory=dict)
-    preset: str | None = None
-    bench_tasks: list[str] = field(default_factory=list)
-    bench_limit: int | None = None
-    bench_include_path: str | None = None
-    report_to: str = "none"
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        trackers(self.report_to)  # an unknown or missing tracker fails here, before anything is played
-        preset_settings(self.preset)  # an unknown name fails here
-        self.bench_tasks = parse_tasks(self.bench_tasks) if self.bench_tasks else []
-        if self.bench_limit is not None and self.bench_limit < 1:
-            raise TrainingError(f"--bench-limit must be 1 or more, got {self.bench_limit}")
-        if self.kind not in (None, *SELFPLAY_KINDS):
-            raise TrainingError(f"--kind {self.kind!r}: expected one of {', '.join(SELFPLAY_KINDS)}")
-        if self.warmup < 0:
-            raise TrainingError(f"--warmup must be 0 or more, got {self.warmup}")
-        if self.warmup and self.imitation:
-            raise TrainingError("--warmup and --imitation are both a stage before epoch 1 (epoch_0): give one")
-        for name in ("epochs", "games", "eval_games"):
-            if getattr(self, name) < (0 if name == "eval_games" else 1):
-                raise TrainingError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "out": str(self.out)}
 
 
 @dataclass
