@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .agents._spec import SPEC_FORMS
 from .errors import SparringError
-from .trainer._config import SelfPlayConfig
+from .trainer._config import SelfPlayConfig, TrainConfig
 
 app = typer.Typer(
     help="Language-model agents play games and discussions, and train on what they said.",
@@ -30,15 +30,22 @@ MODEL_HELP = "Model spec: " + SPEC_FORMS
 PRESET_HELP = ("Training defaults by name: spag (the paper's: full weights, lr 2e-6, cosine, 3% warm-up, KL 0.2, "
                "128 per step), spag-imitation (lr 5e-6, KL 0.1), spag-lora, spag-imitation-lora (LoRA at 10x the "
                "lr). Flags given win over it; see docs/training.md.")
-SCHEDULER_HELP = "Learning-rate schedule: constant, linear or cosine (default constant; SPAG: cosine)."
-WARMUP_HELP = "Share of the steps spent warming the learning rate up from 0 (default 0; SPAG: 0.03)."
 
 
-def _setting(config: type, name: str, *flags: str, default: Any = ..., **settings: Any) -> Any:
-    """A typer option for field ``name`` of settings class ``config``: its help and default are the field's
-    (``default`` only where the command line takes another form, e.g. a list for a repeatable option)."""
+_FIELD_DEFAULT = object()
+
+
+def _help(config: type, name: str) -> str:
+    """The help of field ``name`` of settings class ``config`` (its ``metadata["help"]``)."""
+    return {f.name: f for f in dataclasses.fields(config)}[name].metadata["help"]
+
+
+def _setting(config: type, name: str, *flags: str, default: Any = _FIELD_DEFAULT, **settings: Any) -> Any:
+    """A typer option for field ``name`` of settings class ``config``: its help and default are the field's.
+    ``default`` only where the command line's differs: ``...`` (required), None (unset: a preset or the
+    trainer decides), or a list for a repeatable option."""
     found = {f.name: f for f in dataclasses.fields(config)}[name]
-    if default is ...:
+    if default is _FIELD_DEFAULT:
         default = found.default if found.default is not dataclasses.MISSING else found.default_factory()
     return typer.Option(default, *flags, help=found.metadata["help"], **settings)
 
@@ -528,21 +535,21 @@ def selfplay(
     holdout: List[str] = _setting(SelfPlayConfig, "holdout", "--holdout", default=[]),
     seed: int = _setting(SelfPlayConfig, "seed", "--seed"),
     concurrency: int = _setting(SelfPlayConfig, "concurrency", "--concurrency", min=1),
-    max_steps: Optional[int] = typer.Option(None, help="Training steps per epoch (default: one pass over the data)."),
-    train_epochs: Optional[float] = typer.Option(None, help="Passes over each epoch's data (default 1)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the trainer's for LoRA or --full)."),
-    lora_r: Optional[int] = typer.Option(None, help="LoRA rank."),
-    lora_alpha: Optional[int] = typer.Option(None, help="LoRA alpha."),
-    full: bool = typer.Option(False, help="Train all weights instead of a LoRA adapter."),
+    max_steps: Optional[int] = _setting(TrainConfig, "max_steps", "--max-steps", default=None),
+    train_epochs: Optional[float] = _setting(TrainConfig, "epochs", "--train-epochs", default=None),
+    lr: Optional[float] = _setting(TrainConfig, "lr", "--lr"),
+    lora_r: Optional[int] = _setting(TrainConfig, "lora_r", "--lora-r", min=1),
+    lora_alpha: Optional[int] = _setting(TrainConfig, "lora_alpha", "--lora-alpha", min=1),
+    full: bool = _setting(TrainConfig, "full", "--full/--no-full"),
     preset: Optional[str] = typer.Option(None, "--preset", help=PRESET_HELP + " The imitation stage takes the "
                                          "matching imitation preset (spag -> spag-imitation)."),
-    lr_scheduler: Optional[str] = typer.Option(None, "--lr-scheduler", help=SCHEDULER_HELP),
-    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", min=0, help=WARMUP_HELP),
-    batch_size: Optional[int] = typer.Option(None, help="Per-device batch size."),
-    grad_accum: Optional[int] = typer.Option(None, help="Gradient accumulation steps."),
-    kl_coeff: Optional[float] = typer.Option(None, help="SPAG: KL coefficient to the reference (default 0.2)."),
-    sft_coeff: Optional[float] = typer.Option(None, help="SPAG: weight of the mixed-in SFT loss (default 0.5)."),
-    clip_range: Optional[float] = typer.Option(None, help="SPAG: ratio clip range (default 0.2)."),
+    lr_scheduler: Optional[str] = _setting(TrainConfig, "lr_scheduler", "--lr-scheduler", default=None),
+    warmup_ratio: Optional[float] = _setting(TrainConfig, "warmup_ratio", "--warmup-ratio", default=None, min=0),
+    batch_size: Optional[int] = _setting(TrainConfig, "batch_size", "--batch-size", default=None, min=1),
+    grad_accum: Optional[int] = _setting(TrainConfig, "grad_accum", "--grad-accum", default=None, min=1),
+    kl_coeff: Optional[float] = _setting(TrainConfig, "kl_coeff", "--kl-coeff", min=0),
+    sft_coeff: Optional[float] = _setting(TrainConfig, "sft_coeff", "--sft-coeff", default=None, min=0),
+    clip_range: Optional[float] = _setting(TrainConfig, "clip_range", "--clip-range", default=None, min=0),
     bench_tasks: Optional[str] = _setting(SelfPlayConfig, "bench_tasks", "--bench-tasks", default=None),
     bench_limit: Optional[int] = _setting(SelfPlayConfig, "bench_limit", "--bench-limit", min=1),
     bench_include_path: Optional[Path] = _setting(SelfPlayConfig, "bench_include_path", "--bench-include-path",
@@ -791,31 +798,28 @@ def report(
 @_reports_errors
 def train(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="sft (imitation; SPAG's imitation stage with --kl-coeff 0.1), spag (SPAG's "
-                               "offline policy loss) or saie (SFT on SAIE learner turns)."),
-    data: Path = typer.Option(..., "--data", "-d", help="A dataset directory from `sparring data build`."),
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m",
-                              help=MODEL_HELP + " With +ADAPTER, that adapter is continued (still one adapter)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where the adapter goes (must not exist, or be empty)."),
-    lora_r: Optional[int] = typer.Option(None, "--lora-r", min=1, help="LoRA rank (default 16); not with --full."),
-    lora_alpha: Optional[int] = typer.Option(None, "--lora-alpha", min=1, help="LoRA alpha (default 2 x rank)."),
-    full: bool = typer.Option(False, "--full", help="Train every weight instead of a LoRA adapter."),
+    kind: str = typer.Argument(..., help=_help(TrainConfig, "kind")),
+    data: Path = _setting(TrainConfig, "data", "--data", "-d", default=...),
+    model: str = _setting(TrainConfig, "model", "--model", "-m", default="hf:smollm2-135m"),
+    output: Path = _setting(TrainConfig, "output", "--output", "-o", default=...),
+    lora_r: Optional[int] = _setting(TrainConfig, "lora_r", "--lora-r", min=1),
+    lora_alpha: Optional[int] = _setting(TrainConfig, "lora_alpha", "--lora-alpha", min=1),
+    full: bool = _setting(TrainConfig, "full", "--full"),
     preset: Optional[str] = typer.Option(None, "--preset", help=PRESET_HELP),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data (default 1)."),
-    max_steps: int = typer.Option(-1, "--max-steps", help="Optimiser steps at most (overrides --epochs when > 0)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-4 with LoRA, 2e-6 with --full)."),
-    lr_scheduler: Optional[str] = typer.Option(None, "--lr-scheduler", help=SCHEDULER_HELP),
-    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", min=0, help=WARMUP_HELP),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Samples per device per micro-batch (default 4)."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1, help="Micro-batches per optimiser step (default 1)."),
-    kl_coeff: Optional[float] = typer.Option(None, "--kl-coeff", min=0,
-                                             help="KL to the reference (default 0.2 for spag, 0 for sft and saie)."),
-    sft_coeff: Optional[float] = typer.Option(None, "--sft-coeff", min=0, help="spag: weight of the NLL of the sft rows (default 0.5)."),
-    clip_range: Optional[float] = typer.Option(None, "--clip-range", min=0, help="spag: ratio clip range (default 0.2); 0 turns it off."),
-    merge: bool = typer.Option(False, "--merge", help="Also write OUTPUT/merged, the base with the adapter merged in."),
+    epochs: Optional[float] = _setting(TrainConfig, "epochs", "--epochs", default=None),
+    max_steps: int = _setting(TrainConfig, "max_steps", "--max-steps"),
+    lr: Optional[float] = _setting(TrainConfig, "lr", "--lr"),
+    lr_scheduler: Optional[str] = _setting(TrainConfig, "lr_scheduler", "--lr-scheduler", default=None),
+    warmup_ratio: Optional[float] = _setting(TrainConfig, "warmup_ratio", "--warmup-ratio", default=None, min=0),
+    batch_size: Optional[int] = _setting(TrainConfig, "batch_size", "--batch-size", default=None, min=1),
+    grad_accum: Optional[int] = _setting(TrainConfig, "grad_accum", "--grad-accum", default=None, min=1),
+    kl_coeff: Optional[float] = _setting(TrainConfig, "kl_coeff", "--kl-coeff", min=0),
+    sft_coeff: Optional[float] = _setting(TrainConfig, "sft_coeff", "--sft-coeff", default=None, min=0),
+    clip_range: Optional[float] = _setting(TrainConfig, "clip_range", "--clip-range", default=None, min=0),
+    merge: bool = _setting(TrainConfig, "merge", "--merge"),
     report_to: str = REPORT_TO_OPTION,
-    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and data order."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per sample at most (default 1024)."),
+    seed: int = _setting(TrainConfig, "seed", "--seed"),
+    max_length: Optional[int] = _setting(TrainConfig, "max_length", "--max-length", default=None),
     regenerate: bool = typer.Option(False, "--regenerate",
                                     help="saie: before each pass after the first, replay the discussions with the "
                                     "updated learner and train on the new ones (--epochs passes)."),

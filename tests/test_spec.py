@@ -127,6 +127,7 @@ def test_backoff_grows_with_jitter_up_to_its_cap():
     assert policy.delay(0, retry_after=5.0) == 5.0  # a server's Retry-After is honoured (up to the cap)
 
 
+@pytest.mark.slow
 def test_embedded_engine_ignores_extra_with_a_warning():
     from sparring.agents import EmbeddedChatCompletionClient, model_client
 

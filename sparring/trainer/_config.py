@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,41 +25,20 @@ SCHEDULERS = ("constant", "linear", "cosine")
 """Learning-rate schedules (transformers' names)."""
 
 
+def _setting(default: Any = MISSING, help: str = "", factory: Any = None) -> Any:
+    """A config field with its help (no default: a required one): the command line's ``--help`` shows the same
+    text for the field's option (one source of both)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """What `train` does: which data, which model, which loss, and the optimiser's settings.
 
-    Args:
-        data (`Path`): a dataset directory written by `sparring data build` (rows as in `load_rows`).
-        model (`str`): the model spec to train, e.g. ``"hf:smollm2-135m"``; with ``+ADAPTER`` that
-            adapter is loaded trainable and continued (the result is still one base plus one adapter).
-        output (`Path`): where the adapter goes; it must not exist yet (or be empty).
-        kind (`str`, defaults to ``"sft"``): ``"sft"`` (TRL `SFTTrainer`, loss on the last assistant turn),
-            ``"spag"`` (SPAG's offline policy loss) or ``"saie"`` (SFT on SAIE learner turns).
-        lora_r (`int | None`, defaults to 16 unless ``full``): LoRA rank of a fresh adapter; setting it
-            with ``full`` is an error. A continued adapter keeps its own rank, alpha and targets.
-        lora_alpha (`int | None`, defaults to twice ``lora_r``): LoRA scaling numerator.
-        full (`bool`, defaults to False): train every weight instead of a LoRA adapter; the output is
-            then a full model directory (play it as ``hf:OUTPUT``). Not allowed with ``+ADAPTER``.
-        epochs (`float`, defaults to 1.0): passes over the data (SPAG: 1 per self-play round).
-        max_steps (`int`, defaults to -1): optimiser steps at most; overrides ``epochs`` when positive.
-        lr (`float | None`, defaults to 1e-4 with LoRA, 2e-6 with ``full`` (SPAG's setting)): learning rate.
-        lr_scheduler (`str`, defaults to ``"constant"``): the learning-rate schedule, one of `SCHEDULERS`
-            (SPAG: ``"cosine"``); with ``warmup_ratio`` the rate first rises linearly from 0.
-        warmup_ratio (`float`, defaults to 0.0): the share of the steps spent warming up (SPAG: 0.03).
-        batch_size (`int`, defaults to 4): samples per device per micro-batch.
-        grad_accum (`int`, defaults to 1): micro-batches per optimiser step.
-        kl_coeff (`float | None`, defaults to 0.2 for spag, 0.0 for sft and saie): weight of the KL
-            term to the reference model (SPAG's imitation stage uses 0.1 with sft).
-        sft_coeff (`float`, defaults to 0.5): spag only: weight of the NLL of the ``sft`` rows.
-        clip_range (`float | None`, defaults to 0.2): spag only: ratio clip ``[1-c, 1+c]``; 0 or None turns
-            clipping off.
-        merge (`bool`, defaults to False): also write ``OUTPUT/merged``, the base with the adapter merged in.
-        report_to (`str`, defaults to ``"none"``): transformers' ``report_to`` ("none", "tensorboard",
-            "wandb", "trackio", ... or comma-separated).
-        seed (`int`, defaults to 0): seed for initialisation and data order.
-        max_length (`int`, defaults to 1024): tokens per sample at most (the prompt is cut from the left).
-        logging_steps (`float`, defaults to 0.05): log every N steps, or every fraction of the run when < 1.
+    Each field's help (its ``metadata["help"]``) says what it is; ``sparring train --help`` shows the
+    same text for its option.
 
     Raises:
         `TrainingError`: a setting is out of range or two settings contradict each other.
@@ -69,28 +48,36 @@ class TrainConfig:
         0.2
     """
 
-    data: Path
-    model: str
-    output: Path
-    kind: str = "sft"
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    full: bool = False
-    epochs: float = 1.0
-    max_steps: int = -1
-    lr: float | None = None
-    lr_scheduler: str = "constant"
-    warmup_ratio: float = 0.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    kl_coeff: float | None = None
-    sft_coeff: float = 0.5
-    clip_range: float | None = 0.2
-    merge: bool = False
-    report_to: str = "none"
-    seed: int = 0
-    max_length: int = 1024
-    logging_steps: float = field(default=0.05)
+    data: Path = _setting(help="A dataset directory from `sparring data build` (rows as in `load_rows`).")
+    model: str = _setting(help="The model to train: " + SPEC_FORMS + " With +ADAPTER, that adapter is loaded "
+                          "trainable and continued (the result is still one base plus one adapter).")
+    output: Path = _setting(help="Where the adapter goes (it must not exist yet, or be empty).")
+    kind: str = _setting("sft", "sft (TRL's SFTTrainer, loss on the last assistant turn; SPAG's imitation stage "
+                         "with --kl-coeff 0.1), spag (SPAG's offline policy loss) or saie (SFT on SAIE learner turns).")
+    lora_r: int | None = _setting(None, "LoRA rank of a fresh adapter (default 16); not with --full. A continued "
+                                  "adapter keeps its own rank, alpha and targets.")
+    lora_alpha: int | None = _setting(None, "LoRA alpha (default 2 x rank).")
+    full: bool = _setting(False, "Train every weight instead of a LoRA adapter; the output is then a full model "
+                          "directory (play it as hf:OUTPUT). Not with +ADAPTER.")
+    epochs: float = _setting(1.0, "Passes over the data (default 1; SPAG: 1 per self-play round).")
+    max_steps: int = _setting(-1, "Optimiser steps at most, when > 0 (else the passes over the data decide).")
+    lr: float | None = _setting(None, "Learning rate (default 1e-4 with LoRA, 2e-6 with --full, SPAG's).")
+    lr_scheduler: str = _setting("constant", "Learning-rate schedule: constant, linear or cosine (default "
+                                 "constant; SPAG: cosine); with --warmup-ratio it first rises linearly from 0.")
+    warmup_ratio: float = _setting(0.0, "Share of the steps spent warming the learning rate up from 0 (default 0; "
+                                   "SPAG: 0.03).")
+    batch_size: int = _setting(4, "Samples per device per micro-batch (default 4).")
+    grad_accum: int = _setting(1, "Micro-batches per optimiser step (default 1).")
+    kl_coeff: float | None = _setting(None, "KL to the reference model (default 0.2 for spag, 0 for sft and saie; "
+                                      "SPAG's imitation stage: 0.1).")
+    sft_coeff: float = _setting(0.5, "spag: weight of the NLL of the sft rows (default 0.5).")
+    clip_range: float | None = _setting(0.2, "spag: ratio clip range [1-c, 1+c] (default 0.2); 0 turns it off.")
+    merge: bool = _setting(False, "Also write OUTPUT/merged, the base with the adapter merged in.")
+    report_to: str = _setting("none", "transformers' report_to: none, tensorboard, wandb, trackio, ... "
+                              "(comma-separated).")
+    seed: int = _setting(0, "Seed for initialisation and data order.")
+    max_length: int = _setting(1024, "Tokens per sample at most (default 1024; the prompt is cut from the left).")
+    logging_steps: float = _setting(0.05, "Log every N steps, or every fraction of the run when < 1.")
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
@@ -216,13 +203,6 @@ def _check(ok: bool, name: str, value, allowed: str) -> None:
 
 
 SELFPLAY_KINDS = ("spag", "saie", "gold-sft")
-
-
-def _setting(default: Any = None, help: str = "", factory: Any = None) -> Any:
-    """A config field with its help: `sparring selfplay --help` shows the same text (one source of both)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
