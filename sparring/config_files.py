@@ -13,16 +13,15 @@ run directory (``run_config.yaml``) can be passed back with ``--config`` to run 
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from .errors import ConfigFileError
+from .runs import RUN_CONFIG_FILE, write_text
 
-EFFECTIVE_CONFIG = "run_config.yaml"
+EFFECTIVE_CONFIG = RUN_CONFIG_FILE  # `sparring.runs`
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -96,16 +95,7 @@ def write_effective_config(folder: Path, values: Mapping[str, Any], command: str
     text = (f"# The effective settings of `sparring {command}`: defaults, --config file and flags.\n"
             f"# Run the same again with: sparring {command} --config {folder / EFFECTIVE_CONFIG}\n"
             + yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
-    path = folder / EFFECTIVE_CONFIG
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{EFFECTIVE_CONFIG}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(folder / EFFECTIVE_CONFIG, text)
 
 
 def _plain(value: Any) -> Any:

@@ -35,6 +35,11 @@ class BenchmarkError(SparringError):
     """A benchmark could not run: lm-eval missing, an unknown task, a model spec it cannot evaluate, a bad bench.json."""
 
 
+class RunFileError(SparringError):
+    """A run file (``epoch.json``, ``winrate.json``, ...) is unreadable or malformed; the message names the
+    file and the field."""
+
+
 class ConfigFileError(SparringError):
     """A config file (``--config``) could not be read, or holds a key or value its command does not take."""
 

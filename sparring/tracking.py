@@ -36,11 +36,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from . import runs
 from .errors import TrackingError
 
 TRACKERS = ("tensorboard", "wandb", "trackio")
 """The trackers sparring logs its own metrics to, named as transformers names them."""
-TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_DIR = runs.TENSORBOARD_DIR
 """``RUN_DIR/tensorboard/``: ``games/`` holds sparring's metrics, ``train/epoch_K/`` selfplay's training metrics."""
 GAMES_RUN = "games"
 TRAIN_RUN = "train"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingError
+from ..runs import DATA_ROWS_FILE, DATA_SUMMARY_FILE
 
 ROW_FIELDS = ("messages", "role", "reward", "weight", "type", "episode_id")
 
@@ -59,9 +60,9 @@ def write_rows(rows: list[dict], summary: dict[str, Any], out_dir: Path) -> None
         finally:
             if bars:
                 datasets.enable_progress_bars()
-        with (staging / "data.jsonl").open("w", encoding="utf-8") as f:
+        with (staging / DATA_ROWS_FILE).open("w", encoding="utf-8") as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (staging / DATA_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")  # the folder is renamed whole
         if out_dir.exists():
             old = out_dir.with_name(f"{staging.name}.old")
             out_dir.rename(old)

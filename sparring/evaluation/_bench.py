@@ -58,7 +58,6 @@ import datetime as _dt
 import difflib
 import gc
 import importlib.util
-import json
 import math
 import os
 import time
@@ -67,9 +66,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import BenchmarkError, SparringError
+from ..runs import BENCH_FILE, BENCH_SCHEMA, BenchFile, RunFileError, parse_record, read_json, write_json
 
-BENCH_FILE = "bench.json"
-BENCH_SCHEMA = "sparring.bench/1"
 INSTALL_BENCH = "pip install 'sparring[bench]'"
 LIST_TASKS = "lm-eval ls tasks"
 SPAG_TASKS = ("bbh", "arc_easy", "arc_challenge", "mutual", "winogrande", "logiqa2", "piqa")
@@ -279,12 +277,7 @@ def task_manager(names: Sequence[str], include_path: str | Path | None = None,
 def write_bench(folder: Path, result: BenchResult | dict[str, Any]) -> Path:
     """Write ``folder/bench.json`` atomically (a temporary file, then a rename); return its path."""
     data = result.to_dict() if isinstance(result, BenchResult) else result
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / BENCH_FILE
-    staging = folder / f".{BENCH_FILE}.{os.getpid()}.tmp"
-    staging.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(staging, path)
-    return path
+    return write_json(Path(folder) / BENCH_FILE, data)
 
 
 def read_bench(path: Path) -> dict[str, Any]:
@@ -296,13 +289,17 @@ def read_bench(path: Path) -> dict[str, Any]:
     path = Path(path)
     file = path / BENCH_FILE if path.is_dir() else path
     try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BenchmarkError(f"{file}: cannot read it ({error})") from error
+        data = read_json(file)
+    except RunFileError as error:
+        raise BenchmarkError(str(error)) from error
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("sparring.bench/"):
         raise BenchmarkError(f"{file}: not a benchmark record (expected \"schema\": \"{BENCH_SCHEMA}\")")
     if not isinstance(data.get("results"), dict):
         raise BenchmarkError(f"{file}: no \"results\" mapping of task -> metrics")
+    try:
+        parse_record(data, BenchFile, file)  # `sparring.runs.BenchFile`: every field of the right type
+    except RunFileError as error:
+        raise BenchmarkError(str(error)) from error
     return data
 
 

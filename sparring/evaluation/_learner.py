@@ -8,16 +8,15 @@ own rule. `learner_alone` builds that one-turn variant of the protocol; `eval_le
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 import yaml
 
 from ..errors import ProtocolError
 from ..protocols import Protocol, load_protocol, parse_protocol, play
 from ..protocols._debate import variant_text
-from ..protocols._play import TRANSCRIPTS
+from ..runs import ACCURACY_FILE, TRANSCRIPTS_FILE as TRANSCRIPTS, AccuracyFile, write_record
 from ..transcripts import latest_by_id, read_transcripts
-from ._qa import ACCURACY_FILE, MethodScore, QAResult
+from ._qa import MethodScore, QAResult
 
 LEARNER_PROMPT = "learner_prompt"
 """The method name of this evaluation in ``accuracy.json``."""
@@ -71,7 +70,7 @@ async def eval_learner(protocol: Protocol | str | Path, model: str, questions: s
     outcomes = correct_by_question(out_dir, role)
     result = QAResult(model, questions, len(outcomes), limit - len(outcomes), path=out_dir / TRANSCRIPTS)
     result.methods[LEARNER_PROMPT] = MethodScore(sum(outcomes.values()), len(outcomes))
-    (out_dir / ACCURACY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_record(out_dir / ACCURACY_FILE, AccuracyFile, result.to_dict())
     return result
 
 

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,10 +26,10 @@ from autogen_core.models import ChatCompletionClient
 
 from ..protocols._debate import compare_debate
 from ..protocols._schema import RoleSpec
+from ..runs import ACCURACY_FILE, AccuracyFile, write_record
 from ..transcripts import Episode
 from ._wilson import rate, wilson_interval
 
-ACCURACY_FILE = "accuracy.json"
 SINGLE, MAJORITY, DEBATE, REFLECTION = "single_agent", "majority_vote", "debate", "reflection"
 
 
@@ -134,5 +133,5 @@ async def eval_qa(
         result.methods[DEBATE] = MethodScore(report.debate_correct, report.questions)
         if report.reflection_correct is not None:
             result.methods[REFLECTION] = MethodScore(report.reflection_correct, report.questions)
-    (Path(out_dir) / ACCURACY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_record(Path(out_dir) / ACCURACY_FILE, AccuracyFile, result.to_dict())
     return result

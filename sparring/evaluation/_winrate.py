@@ -20,19 +20,17 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
 
 from ..errors import ProtocolError
 from ..protocols import Protocol, load_protocol, play, role_models
-from ..protocols._play import TRANSCRIPTS, ClientFactory, spec_clients
+from ..protocols._play import ClientFactory, spec_clients
 from ..protocols._seats import SEATS
+from ..runs import TRANSCRIPTS_FILE as TRANSCRIPTS, WINRATE_FILE, WinRateFile, write_record
 from ..transcripts import Episode, latest_by_id, read_transcripts
 from ._wilson import rate, wilson_interval
-
-WINRATE_FILE = "winrate.json"
 
 
 @dataclass
@@ -230,7 +228,7 @@ async def eval_winrate(
             model_roles = _played(loaded, episode, model_names)
             result.by_role.setdefault("+".join(model_roles), Tally()).add(episode, model_roles)
             result.total.add(episode, model_roles)
-    (out_dir / WINRATE_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_record(out_dir / WINRATE_FILE, WinRateFile, result.to_dict())
     return result
 
 

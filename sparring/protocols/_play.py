@@ -13,6 +13,7 @@ from typing import Any, Callable, Collection, Mapping
 
 
 from ..errors import ProtocolError, SparringError
+from ..runs import TRANSCRIPTS_FILE
 from ..transcripts import Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id
 from ._episode import ClientFactory, EpisodeTeam
 from ._judges import Judge
@@ -20,7 +21,7 @@ from ._loader import Protocol
 from ._seats import seat_of
 from ._variables import VariableSampler
 
-TRANSCRIPTS = "transcripts.jsonl"
+TRANSCRIPTS = TRANSCRIPTS_FILE  # `sparring.runs`
 
 
 @dataclass

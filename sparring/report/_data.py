@@ -10,8 +10,6 @@ or alone (`load_benches`). Anything absent is noted in
 
 from __future__ import annotations
 
-import json
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,10 +17,13 @@ from pathlib import Path
 from typing import Any, Collection
 
 from ..errors import ReportError, SparringError
+from ..runs import (ACCURACY_FILE, ADAPTER_DIR, BASELINE_DIR, BENCH_FILE, EPOCH_DIR, EPOCH_FILE, EVAL_DIR, GAMES_DIR,
+                    SELFPLAY_FILE, TRAINING_LOG_FILE, TRANSCRIPTS_FILE, WINRATE_FILE, AccuracyFile, EpochFile, Record,
+                    RunFileError, SelfPlayFile, WinRateFile, parse_record, read_json)
 from ..transcripts import Episode, latest_by_id, read_transcripts
 
-TRANSCRIPTS = "transcripts.jsonl"
-_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+TRANSCRIPTS = TRANSCRIPTS_FILE  # the names of a run's files and folders: `sparring.runs`
+_EPOCH_DIR = EPOCH_DIR
 _PROMPT_ROLES = {"system", "user"}
 
 
@@ -166,12 +167,12 @@ class BenchEntry:
 def load_benches(path: Path, missing: list[str]) -> list[BenchEntry]:
     """The ``bench.json`` files of a run: ``baseline/`` (the start model) and ``epoch_K/`` of a self-play run,
     else the directory's own and those of its sub-folders (e.g. several `sparring eval bench --out` folders)."""
-    from ..evaluation._bench import BENCH_FILE, BenchmarkError, read_bench
+    from ..evaluation._bench import BenchmarkError, read_bench
 
     found: list[tuple[str, int, Path]] = []
     epochs = [(int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _EPOCH_DIR.match(p.name))]
-    if epochs or (path / "baseline" / BENCH_FILE).is_file():
-        found.append(("start model", -1, path / "baseline" / BENCH_FILE))
+    if epochs or (path / BASELINE_DIR / BENCH_FILE).is_file():
+        found.append(("start model", -1, path / BASELINE_DIR / BENCH_FILE))
         found += [(f"epoch {number}", number, folder / BENCH_FILE) for number, folder in epochs]
     else:
         found.append((path.name or str(path), -1, path / BENCH_FILE))
@@ -229,10 +230,10 @@ def load_run(path: Path) -> Run:
         raise ReportError(f"{path} is not a directory: pass the --out directory of `sparring selfplay` or `sparring play`")
     missing: list[str] = []
     epochs = sorted((int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _EPOCH_DIR.match(p.name)))
-    settings = _json(path / "selfplay.json", missing, path, dict)
+    settings = _record(path / SELFPLAY_FILE, SelfPlayFile, missing, path)
     if epochs:
-        if settings is None and not (path / "selfplay.json").exists():
-            missing.append("selfplay.json (the run's settings) is missing")
+        if settings is None and not (path / SELFPLAY_FILE).exists():
+            missing.append(f"{SELFPLAY_FILE} (the run's settings) is missing")
         groups = [_epoch(number, folder, missing, path) for number, folder in epochs]
         return Run(path, "selfplay", settings, groups, missing, load_benches(path, missing))
     benches = load_benches(path, missing)
@@ -249,38 +250,42 @@ def load_run(path: Path) -> Run:
 
 def _epoch(number: int, folder: Path, missing: list[str], root: Path) -> Group:
     group = Group(f"epoch {number}", number, folder)
-    group.info = _json(folder / "epoch.json", missing, root, dict)
+    group.info = _record(folder / EPOCH_FILE, EpochFile, missing, root)
     info = group.info or {}
     where = f"epoch {number}"
-    if group.info is None and not (folder / "epoch.json").exists():
-        missing.append(f"{where}: no epoch.json (the epoch was interrupted or is still running)")
-    if (folder / "games" / TRANSCRIPTS).is_file():
-        group.games = _episodes(folder / "games" / TRANSCRIPTS, missing, root)
+    if group.info is None and not (folder / EPOCH_FILE).exists():
+        missing.append(f"{where}: no {EPOCH_FILE} (the epoch was interrupted or is still running)")
+    if (folder / GAMES_DIR / TRANSCRIPTS).is_file():
+        group.games = _episodes(folder / GAMES_DIR / TRANSCRIPTS, missing, root)
     elif number > 0:
-        missing.append(f"{where}: no games/{TRANSCRIPTS} (no games played yet)")
+        missing.append(f"{where}: no {GAMES_DIR}/{TRANSCRIPTS} (no games played yet)")
     group.stats = PlayStats.of(group.games, info.get("play") if isinstance(info.get("play"), dict) else None)
-    group.training_log = _json(folder / "adapter" / "training_log.json", missing, root, list)
-    if group.training_log is None and not (folder / "adapter" / "training_log.json").exists():
+    group.training_log = _json(folder / ADAPTER_DIR / TRAINING_LOG_FILE, missing, root, list)
+    if group.training_log is None and not (folder / ADAPTER_DIR / TRAINING_LOG_FILE).exists():
         why = "not trained (its note says why)" if info.get("trained") is False else "not trained yet"
-        missing.append(f"{where}: no adapter/training_log.json ({why})")
-    if (folder / "eval" / TRANSCRIPTS).is_file():
-        group.eval_games = _episodes(folder / "eval" / TRANSCRIPTS, missing, root)
-    _evaluation(group, folder / "eval", missing, root)
+        missing.append(f"{where}: no {ADAPTER_DIR}/{TRAINING_LOG_FILE} ({why})")
+    if (folder / EVAL_DIR / TRANSCRIPTS).is_file():
+        group.eval_games = _episodes(folder / EVAL_DIR / TRANSCRIPTS, missing, root)
+    _evaluation(group, folder / EVAL_DIR, missing, root)
     recorded = info.get("eval") if isinstance(info.get("eval"), dict) else None
     group.winrate = group.winrate or _winrate(recorded)
     group.accuracy = group.accuracy or _accuracy(recorded)
     if group.winrate is None and group.accuracy is None and number > 0:
-        missing.append(f"{where}: no evaluation (eval/winrate.json or eval/accuracy.json)")
+        missing.append(f"{where}: no evaluation ({EVAL_DIR}/{WINRATE_FILE} or {EVAL_DIR}/{ACCURACY_FILE})")
     return group
 
 
 def _evaluation(group: Group, folder: Path, missing: list[str], root: Path) -> None:
     """Read ``winrate.json`` and ``accuracy.json`` of ``folder`` into the group, noting unusable ones."""
-    for name, clean, attribute in (("winrate.json", _winrate, "winrate"), ("accuracy.json", _accuracy, "accuracy")):
-        loaded = _json(folder / name, missing, root, dict)
+    for name, record, clean, attribute in ((WINRATE_FILE, WinRateFile, _winrate, "winrate"),
+                                           (ACCURACY_FILE, AccuracyFile, _accuracy, "accuracy")):
+        notes: list[str] = []
+        loaded = _record(folder / name, record, notes, root)
         setattr(group, attribute, clean(loaded))
         if loaded is not None and getattr(group, attribute) is None:
             missing.append(f"{(folder / name).relative_to(root)} holds no usable figures; left out")
+        else:
+            missing += notes
 
 
 def _number(value: Any) -> float | None:
@@ -318,14 +323,28 @@ def _json(file: Path, missing: list[str], root: Path, shape: type) -> Any:
     if not file.is_file():
         return None
     try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        missing.append(f"{file.relative_to(root)} could not be read ({error}); left out")
+        data = read_json(file)
+    except RunFileError as error:
+        missing.append(f"{file.relative_to(root)} could not be read ({error.__cause__ or error}); left out")
         return None
     if not isinstance(data, shape):
         missing.append(f"{file.relative_to(root)} is not a JSON {'object' if shape is dict else 'list'}; left out")
         return None
     return data
+
+
+def _record(file: Path, record: type[Record], missing: list[str], root: Path) -> dict[str, Any] | None:
+    """The file's JSON object (`_json`), checked against its ``record`` (`sparring.runs`): a field of the wrong
+    type is noted, and the rest is still shown (the report reads each figure it shows with care). Its
+    ``schema`` is left out: the report shows what the file says, not its version."""
+    data = _json(file, missing, root, dict)
+    if data is None:
+        return None
+    try:
+        parse_record(data, record, file.relative_to(root))
+    except RunFileError as error:
+        missing.append(f"{error}; the rest of it is shown")
+    return {key: value for key, value in data.items() if key != "schema"}
 
 
 def _episodes(file: Path, missing: list[str], root: Path) -> list[Episode]:

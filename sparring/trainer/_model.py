@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..agents._spec import check_adapter_dir, resolve_model_dir
 from ..errors import BackendError, TrainingError
+from ..runs import TRAINING_LOG_FILE
 from ._config import TrainConfig
 
 
@@ -91,7 +92,7 @@ def save_result(trainer, tokenizer, staging: Path, merge: bool) -> None:
     if not trainer.is_world_process_zero():
         return
     tokenizer.save_pretrained(str(staging))
-    (staging / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    (staging / TRAINING_LOG_FILE).write_text(json.dumps(trainer.state.log_history, indent=1))
     if merge:
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
         merged.save_pretrained(str(staging / "merged"))

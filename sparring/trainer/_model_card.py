@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..agents._spec import ModelSpec
+from ..runs import DATA_SUMMARY_FILE, RunFileError, read_json
 from ._config import TrainConfig
 
 KIND_TEXT = {
@@ -19,8 +20,8 @@ KIND_TEXT = {
 def data_summary(data: Path) -> dict | None:
     """The ``summary.json`` that `sparring data build` wrote next to the dataset, if any."""
     try:
-        return json.loads((data / "summary.json").read_text())
-    except (OSError, ValueError):
+        return read_json(Path(data) / DATA_SUMMARY_FILE)
+    except RunFileError:
         return None
 
 

@@ -12,13 +12,13 @@ It is not a second self-play loop: each pass runs the steps `SelfPlay` runs (`pl
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from ..errors import TrainingError
 from ..protocols import load_protocol
+from ..runs import ADAPTER_DIR, DATA_DIR, DATA_SUMMARY_FILE, GAMES_DIR, TRANSCRIPTS_FILE, read_json
 from ..transcripts import latest_by_id, read_transcripts
 from ._config import TrainConfig, TrainResult, trained_spec
 from ._selfplay import build_step, play_step, train_step, trained_already
@@ -46,8 +46,8 @@ def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
         raise TrainingError(f"--regenerate re-runs SAIE discussions: it needs `train saie`, not `train {config.kind}`")
     if config.epochs != int(config.epochs) or config.epochs < 1:
         raise TrainingError(f"--regenerate trains whole passes: --epochs must be a whole number, got {config.epochs}")
-    summary_file = config.data / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    summary_file = config.data / DATA_SUMMARY_FILE
+    summary = read_json(summary_file, dict) if summary_file.is_file() else {}
     sources = [Path(p) for p in summary.get("sources") or []]
     if not sources or not all(p.is_file() for p in sources):
         raise TrainingError(f"{config.data}: --regenerate needs the transcripts the data was built from "
@@ -66,10 +66,10 @@ def train_saie_regenerated(config: TrainConfig, protocol: str | None = None,
             folder = work / f"pass_{number}"
             models = {role: model if role == "learner" else partners.get(role, config.model) for role in loaded.spec.roles}
             report(f"pass {number}: replaying {games} discussions with {model}")
-            play_step(loaded, games, folder / "games", models, seed)
-            data = folder / "data"
-            build_step(data, lambda: _build(number, folder / "games" / "transcripts.jsonl", data, loaded, report))
-        output = config.output if number == passes else work / f"pass_{number}" / "adapter"
+            play_step(loaded, games, folder / GAMES_DIR, models, seed)
+            data = folder / DATA_DIR
+            build_step(data, lambda: _build(number, folder / GAMES_DIR / TRANSCRIPTS_FILE, data, loaded, report))
+        output = config.output if number == passes else work / f"pass_{number}" / ADAPTER_DIR
         if trained_already(output) and number < passes:
             model = trained_spec(model, output.resolve(), config.full)
             continue

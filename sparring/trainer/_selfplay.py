@@ -22,8 +22,6 @@ an API model.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,20 +29,20 @@ from typing import Any, Callable, Collection
 
 from ..agents import ModelSpec
 from ..errors import TrainingError
-from ..evaluation._bench import BENCH_FILE, read_bench, require_lm_eval, same_settings
+from ..evaluation._bench import read_bench, require_lm_eval, same_settings
 from ..evaluation._learner import LEARNER_PROMPT, correct_by_question, eval_learner
-from ..evaluation._qa import ACCURACY_FILE
 from ..evaluation._significance import compare_accuracy, compare_to_baseline
-from ..evaluation._winrate import WINRATE_FILE
 from ..protocols import Protocol, load_protocol, play
+from ..runs import (ACCURACY_FILE, ADAPTER_DIR, BASELINE_DIR, BENCH_FILE, DATA_DIR, DATA_SUMMARY_FILE, EPOCH_FILE,
+                    EVAL_DIR, GAMES_DIR, SELFPLAY_FILE, TRAINING_LOG_FILE, TRANSCRIPTS_FILE, WINRATE_FILE, AccuracyFile,
+                    EpochFile, RunFileError, SelfPlayFile, WinRateFile, epoch_dir, read_json, read_record,
+                    write_record)
 from ..tracking import TENSORBOARD_DIR, TRAIN_RUN, epoch_metrics, open_tracker, tensorboard_logging_dir, trackers
 from ..transcripts import latest_by_id, read_transcripts
 from ._config import SelfPlayConfig, TrainConfig, TrainResult, trained_spec
 from ._presets import imitation_preset, preset_settings
 
-SETTINGS_FILE = "selfplay.json"
-EPOCH_FILE = "epoch.json"
-BASELINE_DIR = "baseline"
+SETTINGS_FILE = SELFPLAY_FILE  # the names of a run's files: `sparring.runs`
 NO_DATA = "no training data from this epoch's games ({why}): the model is unchanged and the run goes on"
 # Settings that must match when a run directory is continued. (Not the bench_* ones: benchmarks change
 # nothing that is trained; a bench.json measured with other tasks or limit is measured again.)
@@ -134,35 +132,35 @@ class SelfPlay:
     # -- stages ------------------------------------------------------------------------------
 
     def _epoch(self, epoch: int, model: str) -> EpochRecord:
-        folder = self.config.out / f"epoch_{epoch}"
+        folder = epoch_dir(self.config.out, epoch)
         done = folder / EPOCH_FILE
         if done.is_file():
-            record = EpochRecord(**json.loads(done.read_text()))
+            record = _read_epoch(done)
             self.report(f"epoch {epoch}: already done ({record.note or 'trained'})")
             if record.trained:
                 self._bench(folder, record.next_model, f"epoch {epoch}")
             return record
         record = EpochRecord(epoch=epoch, model=model, next_model=model)
         if self.kind == "gold-sft":
-            data = self._gold(folder / "data", self.config.games, self._seed(epoch))
+            data = self._gold(folder / DATA_DIR, self.config.games, self._seed(epoch))
         else:
-            record.play = self._play(folder / "games", model, epoch)
-            data = self._build(folder / "data", [folder / "games" / "transcripts.jsonl"], self.kind)
+            record.play = self._play(folder / GAMES_DIR, model, epoch)
+            data = self._build(folder / DATA_DIR, [folder / GAMES_DIR / TRANSCRIPTS_FILE], self.kind)
         if self._learn(record, folder, data, "sft" if self.kind == "gold-sft" else self.kind):
-            record.eval = self._evaluate(folder / "eval", record.next_model, epoch)
+            record.eval = self._evaluate(folder / EVAL_DIR, record.next_model, epoch)
             self._bench(folder, record.next_model, f"epoch {epoch}")
         else:
             self.report(f"epoch {epoch}: {record.note}")
-        _write_json(done, asdict(record))
+        write_record(done, EpochFile, asdict(record))
         return record
 
     def _first_stage(self) -> EpochRecord:
         """``epoch_0``: the imitation stage on ``--imitation`` transcripts, or SAIE's warm-up (plain SFT on
         the gold rationales of the first ``--warmup`` questions); its ``next_model`` is the model epoch 1 plays."""
-        folder = self.config.out / "epoch_0"
+        folder = epoch_dir(self.config.out, 0)
         done = folder / EPOCH_FILE
         if done.is_file():
-            record = EpochRecord(**json.loads(done.read_text()))
+            record = _read_epoch(done)
             if record.trained:
                 self._bench(folder, record.next_model, "epoch 0")
             return record
@@ -170,11 +168,11 @@ class SelfPlay:
         if self.config.imitation:
             # SPAG's imitation stage: KL 0.1 to the base
             settings = {"kl_coeff": 0.1, **preset_settings(imitation_preset(self.config.preset)), **self.config.train}
-            data = self._build(folder / "data", self._imitation_transcripts(folder), "imitation")
+            data = self._build(folder / DATA_DIR, self._imitation_transcripts(folder), "imitation")
             stage, source, note = "imitation", "the imitation transcripts", "imitation stage"
         else:
             settings = None
-            data = self._gold(folder / "data", self.config.warmup, self._seed(1))  # a subset of epoch 1's questions
+            data = self._gold(folder / DATA_DIR, self.config.warmup, self._seed(1))  # a subset of epoch 1's questions
             stage, source, note = ("warm-up", "the warm-up questions",
                                    f"warm-up on the gold rationales of {data.rows} questions")
         if self._learn(record, folder, data, "sft", settings):
@@ -183,7 +181,7 @@ class SelfPlay:
         else:
             record.note = record.note.replace("this epoch's games", source)
             self.report(f"{stage}: {record.note}")
-        _write_json(done, asdict(record))
+        write_record(done, EpochFile, asdict(record))
         return record
 
     def _imitation_transcripts(self, folder: Path) -> list[Path]:
@@ -213,9 +211,9 @@ class SelfPlay:
         if data.game_rows == 0:
             record.note = NO_DATA.format(why=_why_no_data(data))
             return False
-        record.train = self._train(folder / "data", record.model, folder / "adapter", train_kind, settings)
+        record.train = self._train(folder / DATA_DIR, record.model, folder / ADAPTER_DIR, train_kind, settings)
         record.trained = True
-        record.next_model = trained_spec(record.model, (folder / "adapter").resolve(), bool(record.train["full"]))
+        record.next_model = trained_spec(record.model, (folder / ADAPTER_DIR).resolve(), bool(record.train["full"]))
         return True
 
     def _play(self, folder: Path, model: str, epoch: int) -> dict[str, Any]:
@@ -228,7 +226,7 @@ class SelfPlay:
         summary = play_step(self.protocol, self.config.games, folder, models, self._seed(epoch),
                             concurrency=self.config.concurrency, overrides=self.config.overrides,
                             on_episode=lambda _: self._progress(stage, 0))
-        stats = play_stats(folder / "transcripts.jsonl", self.protocol.spec.training.drop_reasons)
+        stats = play_stats(folder / TRANSCRIPTS_FILE, self.protocol.spec.training.drop_reasons)
         self.report(f"epoch {epoch}: {stats['games']} games, {stats['errors']} errors, "
                     f"{stats['decisive_share']:.0%} decided, {stats['rule_break_share']:.0%} by a broken rule, "
                     f"outcomes {dict(stats['reasons'])} ({summary.skipped} already played)")
@@ -327,7 +325,7 @@ class SelfPlay:
     def _accuracy(self, folder: Path, model: str, seed: int) -> dict[str, Any]:
         """``model`` as the learner alone, with its own prompt, on the held-out questions (``accuracy.json``)."""
         if (folder / ACCURACY_FILE).is_file():
-            return json.loads((folder / ACCURACY_FILE).read_text())
+            return _read_result(folder / ACCURACY_FILE, AccuracyFile)
         questions = self.config.eval_questions or _heldout_questions(self.protocol, self.config.eval_games)
         return asyncio.run(eval_learner(self.protocol, model, questions, folder, limit=self.config.eval_games,
                                         seed=seed, concurrency=self.config.concurrency, resume=True)).to_dict()
@@ -339,7 +337,7 @@ class SelfPlay:
 
         folder = self.config.out / BASELINE_DIR
         if (folder / WINRATE_FILE).is_file():
-            return json.loads((folder / WINRATE_FILE).read_text())
+            return _read_result(folder / WINRATE_FILE, WinRateFile)
         stage = "baseline: the starting model against itself"
         self._progress(stage, self.config.eval_games)
         result = asyncio.run(eval_winrate(
@@ -361,7 +359,7 @@ class SelfPlay:
             names = [n for n, v in self.protocol.spec.variables.items() if v.source in ("file", "questions", "builtin")]
         seen: dict[str, set] = {name: set() for name in names}
         for k in range(1, epoch + 1):
-            path = self.config.out / f"epoch_{k}" / "games" / "transcripts.jsonl"
+            path = epoch_dir(self.config.out, k) / GAMES_DIR / TRANSCRIPTS_FILE
             for episode in latest_by_id(read_transcripts(path, strict=False)).values():
                 for name in names:
                     value = episode.variables.get(name)
@@ -377,14 +375,14 @@ class SelfPlay:
         path = self.config.out / SETTINGS_FILE
         settings = self.config.to_dict() | {"kind": self.kind}
         if path.is_file():
-            before = json.loads(path.read_text())
+            before = _read_result(path, SelfPlayFile)
             changed = [k for k in _IDENTITY if before.get(k) != settings.get(k)]
             if changed:
                 raise TrainingError(
                     f"{self.config.out} holds a self-play run with other settings "
                     f"({', '.join(f'{k}: {before.get(k)!r} there, {settings.get(k)!r} now' for k in changed)}): "
                     "run the same command to resume it, or pass another --out")
-        _write_json(path, settings)
+        write_record(path, SelfPlayFile, settings)
 
 
 def final_verdict(records: list[EpochRecord]) -> str:
@@ -427,15 +425,15 @@ def build_step(folder: Path, build: Callable[[], Any]):
     """The dataset of ``folder``: the summary of one an earlier run finished there, else ``build()``'s."""
     from ..data import DataSummary
 
-    summary_file = folder / "summary.json"
+    summary_file = folder / DATA_SUMMARY_FILE
     if summary_file.is_file():
-        return DataSummary(**json.loads(summary_file.read_text()))
+        return DataSummary(**read_json(summary_file, dict))
     return build()
 
 
 def trained_already(output: Path) -> bool:
     """Whether ``output`` holds a finished training run (`train` publishes it whole, or not at all)."""
-    return (output / "training_log.json").is_file()
+    return (output / TRAINING_LOG_FILE).is_file()
 
 
 def train_step(config: TrainConfig, tensorboard: Path | None = None) -> TrainResult:
@@ -453,8 +451,8 @@ def _why_no_data(data) -> str:
 
 
 def _train_stats(output: Path) -> dict[str, Any]:
-    log_file = output / "training_log.json"
-    log = json.loads(log_file.read_text()) if log_file.is_file() else []
+    log_file = output / TRAINING_LOG_FILE
+    log = read_json(log_file, list) if log_file.is_file() else []
     losses = [entry["loss"] for entry in log if "loss" in entry]
     steps = max((entry.get("step", 0) for entry in log), default=0)
     return {"steps": steps, "final_loss": losses[-1] if losses else None, "seconds": None,
@@ -472,10 +470,22 @@ def _heldout_questions(protocol: Protocol, count: int) -> str:
                         "e.g. a GSM8K test .jsonl): only arithmetic questions can be drawn afresh")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(staging, path)
+def _read_epoch(path: Path) -> EpochRecord:
+    """The `EpochRecord` of a finished epoch's ``epoch.json`` (keys this version does not know left out)."""
+    data = _read_result(path, EpochFile)
+    known = EpochRecord.__dataclass_fields__
+    return EpochRecord(**{key: value for key, value in data.items() if key in known})
+
+
+def _read_result(path: Path, record) -> dict[str, Any]:
+    """A run file that an earlier run of this loop wrote, checked against its ``record`` (`sparring.runs`), as
+    the dict it holds.
+
+    Raises:
+        `TrainingError`: the file is malformed (it names the file and the field): remove it to redo the stage.
+    """
+    try:
+        return read_record(path, record).as_dict()
+    except RunFileError as error:
+        raise TrainingError(f"{error}: remove it and run the same command again to redo that step") from error
 
