@@ -209,7 +209,7 @@ class SelfPlayFile(Record):
 
 
 class EpochFile(Record):
-    """``epoch_K/epoch.json``: what one epoch did (`sparring.trainer._selfplay.EpochRecord`); written last."""
+    """``epoch_K/epoch.json``: what one epoch did (the self-play loop's record of it, `EpochRecord`); written last."""
 
     SCHEMA: ClassVar[str] = "sparring.epoch/1"
     epoch: int

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection
 
@@ -49,19 +48,8 @@ NO_DATA = "no training data from this epoch's games ({why}): the model is unchan
 _IDENTITY = ("protocol", "model", "kind", "games", "seed", "overrides", "warmup")
 
 
-@dataclass
-class EpochRecord:
-    """What one epoch did: written to ``epoch_K/epoch.json``."""
-
-    epoch: int
-    model: str
-    trained: bool = False
-    note: str = ""
-    next_model: str = ""
-    play: dict[str, Any] | None = None
-    data: dict[str, Any] | None = None
-    train: dict[str, Any] | None = None
-    eval: dict[str, Any] | None = None
+EpochRecord = EpochFile
+"""What one epoch did, as ``epoch_K/epoch.json`` holds it (the record of `sparring.runs`)."""
 
 
 Report = Callable[[str], None]
@@ -118,12 +106,12 @@ class SelfPlay:
             roles = list(self.protocol.spec.roles)
             if self.config.imitation or self.config.warmup:
                 first = self._first_stage()
-                tracker.log(epoch_metrics(asdict(first), roles), step=0)
+                tracker.log(epoch_metrics(first.as_dict(), roles), step=0)
                 model = first.next_model
             records = []
             for epoch in range(1, self.config.epochs + 1):
                 record = self._epoch(epoch, model)
-                tracker.log(epoch_metrics(asdict(record), roles), step=epoch)
+                tracker.log(epoch_metrics(record.as_dict(), roles), step=epoch)
                 records.append(record)
                 model = record.next_model
         self.report(f"done: {self.config.epochs} epoch(s) in {self.config.out}; final model {model}")
@@ -151,7 +139,7 @@ class SelfPlay:
             self._bench(folder, record.next_model, f"epoch {epoch}")
         else:
             self.report(f"epoch {epoch}: {record.note}")
-        write_record(done, EpochFile, asdict(record))
+        write_record(done, EpochFile, record.as_dict())
         return record
 
     def _first_stage(self) -> EpochRecord:
@@ -181,7 +169,7 @@ class SelfPlay:
         else:
             record.note = record.note.replace("this epoch's games", source)
             self.report(f"{stage}: {record.note}")
-        write_record(done, EpochFile, asdict(record))
+        write_record(done, EpochFile, record.as_dict())
         return record
 
     def _imitation_transcripts(self, folder: Path) -> list[Path]:
@@ -473,8 +461,8 @@ def _heldout_questions(protocol: Protocol, count: int) -> str:
 def _read_epoch(path: Path) -> EpochRecord:
     """The `EpochRecord` of a finished epoch's ``epoch.json`` (keys this version does not know left out)."""
     data = _read_result(path, EpochFile)
-    known = EpochRecord.__dataclass_fields__
-    return EpochRecord(**{key: value for key, value in data.items() if key in known})
+    known = set(EpochFile.model_fields) - {"schema_id"}
+    return EpochFile(**{key: value for key, value in data.items() if key in known})
 
 
 def _read_result(path: Path, record) -> dict[str, Any]:
