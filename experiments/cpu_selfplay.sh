@@ -4,13 +4,16 @@
 #   spag   3 epochs of SPAG self-play on Adversarial Taboo, evaluated against the starting model
 #          after each epoch (per-role win rates, p-values, verdict);
 #   saie   3 epochs of SAIE (both stances) and of plain SFT on the gold rationales of the same
-#          questions, each scored on the same held-out arithmetic by the learner alone.
+#          questions, each scored on the same held-out arithmetic by the learner alone;
+#          QUESTION_SET=addition (the default) plays two-number sums ("What is 48+34?"), which
+#          the 135M model sometimes gets right; QUESTION_SET=arithmetic plays Du et al.'s
+#          a+b*c+d-e*f, which it never does (docs/experiments.md).
 #
 # Each run is a `sparring selfplay` directory under runs/experiments/ (run it again to resume after a
-# kill), followed by its HTML report. Sizes come from the environment; the defaults are what
+# kill; OUT moves them), followed by its HTML report. Sizes come from the environment; the defaults are what
 # docs/experiments.md measured on a 2-core machine:
 #   PROTOCOL (adversarial_taboo_spag)  GAMES (64)  EVAL_GAMES (96)   for spag
-#   QUESTIONS (64)  EVAL_QUESTIONS (200)  WARMUP (32)                 for saie
+#   QUESTIONS (64)  EVAL_QUESTIONS (200)  WARMUP (32)  QUESTION_SET (addition)   for saie
 #   EPOCHS (3)
 # Usage: bash experiments/cpu_selfplay.sh [spag|saie|all] [extra selfplay options...]
 set -euo pipefail
@@ -18,7 +21,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 what="${1:-all}"
 shift || true
-out=runs/experiments
+out="${OUT:-runs/experiments}"
 sparring=.venv/bin/sparring
 epochs="${EPOCHS:-3}"
 
@@ -33,7 +36,35 @@ if [ "$what" = spag ] || [ "$what" = all ]; then
         --eval-games "${EVAL_GAMES:-96}" "$@"
 fi
 if [ "$what" = saie ] || [ "$what" = all ]; then
-    saie=(--protocol saie --games "${QUESTIONS:-64}" --eval-games "${EVAL_QUESTIONS:-200}" --warmup "${WARMUP:-32}")
-    run saie-both "${saie[@]}" "$@"
-    run saie-gold-sft "${saie[@]}" --kind gold-sft "$@"
+    saie=(--games "${QUESTIONS:-64}" --eval-games "${EVAL_QUESTIONS:-200}" --warmup "${WARMUP:-32}")
+    set_name="${QUESTION_SET:-addition}"
+    if [ "$set_name" = addition ]; then
+        # the built-in saie protocol on sums of two numbers: training questions and disjoint held-out ones
+        mkdir -p "$out"
+        .venv/bin/python - "$out" <<'PY'
+import json, random, sys
+from pathlib import Path
+
+out = Path(sys.argv[1]).resolve()
+pairs = random.Random(0).sample([(a, b) for a in range(10, 90) for b in range(10, 90)], 1000)
+for name, part in (("addition_train", pairs[:500]), ("addition_heldout", pairs[500:])):
+    with open(out / f"{name}.jsonl", "w") as f:
+        for i, (a, b) in enumerate(part):
+            f.write(json.dumps({"id": f"{name}-{i}", "question": f"What is {a}+{b}?", "answer": str(a + b),
+                                "rationale": f"{a}+{b} = {a + b}."}) + "\n")
+protocol = Path("sparring/protocols/builtin/saie.yaml").read_text()
+assert "    questions: arithmetic\n" in protocol
+assert protocol.count("\nname: saie\n") == 1
+protocol = protocol.replace("\nname: saie\n", "\nname: saie_addition\n")
+(out / "saie_addition.yaml").write_text(protocol.replace(
+    "    questions: arithmetic\n", f"    questions: {out / 'addition_train.jsonl'}\n"))
+PY
+        saie+=(--protocol "$out/saie_addition.yaml" --eval-questions "$out/addition_heldout.jsonl")
+        prefix=saie-addition
+    else
+        saie+=(--protocol saie)
+        prefix=saie
+    fi
+    run "$prefix-both" "${saie[@]}" "$@"
+    run "$prefix-gold-sft" "${saie[@]}" --kind gold-sft "$@"
 fi

@@ -13,8 +13,9 @@ from rich import get_console
 from rich.console import Console
 from rich.table import Table
 
-from .agents._spec import SPEC_FORMS
+from .agents._spec import DEFAULT_MODEL
 from .errors import SparringError
+from .settings import MODEL_HELP, BenchConfig, DataConfig, PlayConfig, QAConfig, WinRateConfig, field_of, help_of
 from .trainer._config import SelfPlayConfig, TrainConfig
 
 app = typer.Typer(
@@ -26,7 +27,6 @@ app = typer.Typer(
 console = get_console()  # the one rich console, so the training bar nests inside self-play's progress display
 errors = Console(stderr=True)
 
-MODEL_HELP = "Model spec: " + SPEC_FORMS
 PRESET_HELP = ("Training defaults by name: spag (the paper's: full weights, lr 2e-6, cosine, 3% warm-up, KL 0.2, "
                "128 per step), spag-imitation (lr 5e-6, KL 0.1), spag-lora, spag-imitation-lora (LoRA at 10x the "
                "lr). Flags given win over it; see docs/training.md.")
@@ -35,19 +35,19 @@ PRESET_HELP = ("Training defaults by name: spag (the paper's: full weights, lr 2
 _FIELD_DEFAULT = object()
 
 
-def _help(config: type, name: str) -> str:
-    """The help of field ``name`` of settings class ``config`` (its ``metadata["help"]``)."""
-    return {f.name: f for f in dataclasses.fields(config)}[name].metadata["help"]
-
-
 def _setting(config: type, name: str, *flags: str, default: Any = _FIELD_DEFAULT, **settings: Any) -> Any:
     """A typer option for field ``name`` of settings class ``config``: its help and default are the field's.
     ``default`` only where the command line's differs: ``...`` (required), None (unset: a preset or the
     trainer decides), or a list for a repeatable option."""
-    found = {f.name: f for f in dataclasses.fields(config)}[name]
+    found = field_of(config, name)
     if default is _FIELD_DEFAULT:
         default = found.default if found.default is not dataclasses.MISSING else found.default_factory()
     return typer.Option(default, *flags, help=found.metadata["help"], **settings)
+
+
+def _argument(config: type, name: str) -> Any:
+    """A required typer argument for field ``name`` of settings class ``config``, with the field's help."""
+    return typer.Argument(..., help=help_of(config, name))
 
 
 protocols_app = typer.Typer(help="List, show and validate protocols.", no_args_is_help=True)
@@ -162,7 +162,7 @@ def models() -> None:
 @_reports_errors
 def chat(
     message: str = typer.Argument(..., help="What the user says."),
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP),
     system: Optional[str] = typer.Option(None, help="A system prompt."),
     temperature: float = typer.Option(0.7, min=0, help="0 for greedy decoding."),
     top_p: float = typer.Option(1.0, min=0, max=1, help="Nucleus sampling mass."),
@@ -196,7 +196,7 @@ def chat(
 @_reports_errors
 def serve(
     ctx: typer.Context,
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m",
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
                               help="embedded: an hf: spec. vllm: an hf: spec without +ADAPTER, a hub id or a model directory."),
     port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes the server to the network."),
@@ -287,18 +287,17 @@ def _print_summary(summary) -> None:
 @_reports_errors
 def play(
     ctx: typer.Context,
-    protocol: str = typer.Argument(..., help="A built-in protocol name, a protocol .yaml file or textarena:ENV_ID."),
-    games: int = typer.Option(8, "--games", "-n", min=1, help="Episodes to play."),
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
-    role: List[str] = typer.Option([], "--role", help="ROLE=SPEC: a model for one role (repeatable); SEAT=SPEC in a protocol with seats."),
-    out: Path = typer.Option(Path("runs/play"), "--out", "-o", help="Directory for transcripts.jsonl."),
-    concurrency: int = typer.Option(32, min=1, help="Episodes in flight at once."),
-    seed: int = typer.Option(0, help="Seed: the same seed gives the same episode ids and variables."),
-    resume: bool = typer.Option(False, help="Continue a run in --out: skip episodes already written."),
-    set_: List[str] = typer.Option([], "--set", help="VAR=VALUE: fix a variable (YAML value; repeatable)."),
-    allow_hooks: bool = typer.Option(False, help="Run a Python judge hook the protocol names."),
-    max_error_share: float = typer.Option(0.1, min=0, max=1, help="Exit with code 2 when more than this share of "
-                                          "the episodes played failed (backend or protocol errors)."),
+    protocol: str = _argument(PlayConfig, "protocol"),
+    games: int = _setting(PlayConfig, "games", "--games", "-n", min=1),
+    model: str = _setting(PlayConfig, "model", "--model", "-m"),
+    role: List[str] = _setting(PlayConfig, "roles", "--role", default=[]),
+    out: Path = _setting(PlayConfig, "out", "--out", "-o"),
+    concurrency: int = _setting(PlayConfig, "concurrency", "--concurrency", min=1),
+    seed: int = _setting(PlayConfig, "seed", "--seed"),
+    resume: bool = _setting(PlayConfig, "resume", "--resume/--no-resume"),
+    set_: List[str] = _setting(PlayConfig, "overrides", "--set", default=[]),
+    allow_hooks: bool = _setting(PlayConfig, "allow_hooks", "--allow-hooks/--no-allow-hooks"),
+    max_error_share: float = _setting(PlayConfig, "max_error_share", "--max-error-share", min=0, max=1),
     report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -402,16 +401,15 @@ def judge(
 @_reports_errors
 def debate(
     ctx: typer.Context,
-    questions: str = typer.Option("arithmetic", "--questions", "-q",
-                                  help="'arithmetic[:N]', a .jsonl file (question/answer) or a Hugging Face dataset name."),
-    agents: int = typer.Option(3, "--agents", min=1, help="Debaters."),
-    rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds (the first is independent answers)."),
-    model: str = typer.Option("hf:smollm2-135m", "--model", "-m", help=MODEL_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Use the first N questions only."),
-    out: Path = typer.Option(Path("runs/debate"), "--out", "-o", help="Directory for transcripts.jsonl and accuracy.json."),
-    concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
-    seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
-    resume: bool = typer.Option(False, help="Continue a run in --out."),
+    questions: str = _setting(QAConfig, "questions", "--questions", "-q", default="arithmetic"),
+    agents: int = _setting(QAConfig, "agents", "--agents", min=1),
+    rounds: int = _setting(QAConfig, "rounds", "--rounds", min=1),
+    model: str = _setting(QAConfig, "model", "--model", "-m", default=DEFAULT_MODEL),
+    limit: Optional[int] = _setting(QAConfig, "limit", "--limit", "-n", min=1),
+    out: Path = _setting(QAConfig, "out", "--out", "-o", default=Path("runs/debate")),
+    concurrency: int = _setting(QAConfig, "concurrency", "--concurrency", min=1),
+    seed: int = _setting(QAConfig, "seed", "--seed"),
+    resume: bool = _setting(QAConfig, "resume", "--resume/--no-resume"),
 ) -> None:
     """Multi-agent debate (Du et al. 2023) against a single agent, a majority vote and a single agent reflecting
     on its own answers for the same rounds (Du et al.'s reflection baseline), on the same questions.
@@ -466,19 +464,16 @@ app.add_typer(data_app, name="data")
 @data_app.command("build")
 @_reports_errors
 def data_build(
-    kind: str = typer.Argument(..., help="imitation (winners' turns), spag (SPAG rewards) or saie (learner turns)."),
-    transcripts: List[Path] = typer.Argument(..., help="Transcript .jsonl files (a replayed id counts once)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The dataset directory to write (must be empty or absent)."),
-    roles: List[str] = typer.Option([], "--roles", help="imitation: every turn of these roles; saie: the learner role."),
-    sft_data: Optional[Path] = typer.Option(None, "--sft-data", help="A JSONL of general SFT examples to mix in "
-                                            "(messages, prompt/completion or question/answer)."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="The protocol played (default: the "
-                                           "built-in the transcripts name; unknown ones get a plain view)."),
-    drop_reason: List[str] = typer.Option([], "--drop-reason", help="An outcome reason never trained on "
-                                          "(repeatable; default: the protocol's training.drop_reasons)."),
-    seed: int = typer.Option(0, help="Seed of the prompt variation."),
-    vary_prompts: bool = typer.Option(True, help="spag: vary the rules' wording and dialogue format (SPAG)."),
-    overwrite: bool = typer.Option(False, help="Replace a non-empty output directory."),
+    kind: str = _argument(DataConfig, "kind"),
+    transcripts: List[Path] = _argument(DataConfig, "transcripts"),
+    out: Path = _setting(DataConfig, "out", "--out", "-o", default=...),
+    roles: List[str] = _setting(DataConfig, "roles", "--roles", default=[]),
+    sft_data: Optional[Path] = _setting(DataConfig, "sft_data", "--sft-data"),
+    protocol: Optional[str] = _setting(DataConfig, "protocol", "--protocol", "-p"),
+    drop_reason: List[str] = _setting(DataConfig, "drop_reasons", "--drop-reason", default=[]),
+    seed: int = _setting(DataConfig, "seed", "--seed"),
+    vary_prompts: bool = _setting(DataConfig, "vary_prompts", "--vary-prompts/--no-vary-prompts"),
+    overwrite: bool = _setting(DataConfig, "overwrite", "--overwrite/--no-overwrite"),
 ) -> None:
     """Turn judged transcripts into a dataset: OUT holds the Hugging Face dataset, data.jsonl and summary.json.
 
@@ -608,17 +603,15 @@ def _with_ci(rate: float, ci) -> str:
 @_reports_errors
 def eval_winrate_command(
     ctx: typer.Context,
-    protocol: str = typer.Option(..., "--protocol", "-p",
-                                 help="A two-sided protocol: a built-in name, a .yaml file or textarena:ENV_ID."),
-    model: str = typer.Option(..., "--model", "-m", help="The model evaluated. " + MODEL_HELP),
-    opponent: str = typer.Option(..., "--opponent", help="The model it plays against (same spec forms)."),
-    games: int = typer.Option(32, "--games", "-n", min=1, help="Games in all; half with the model in each role."),
-    out: Path = typer.Option(Path("runs/eval/winrate"), "--out", "-o",
-                             help="Directory for transcripts.jsonl and winrate.json."),
-    seed: int = typer.Option(0, help="Seed: the halves play with seeds 2*SEED and 2*SEED+1."),
-    concurrency: int = typer.Option(32, min=1, help="Games in flight at once."),
-    resume: bool = typer.Option(False, help="Continue an evaluation in --out."),
-    exclude: List[str] = typer.Option([], "--exclude", help="VAR=VALUE: never play this value (held out; repeatable)."),
+    protocol: str = _setting(WinRateConfig, "protocol", "--protocol", "-p", default=...),
+    model: str = _setting(WinRateConfig, "model", "--model", "-m", default=...),
+    opponent: str = _setting(WinRateConfig, "opponent", "--opponent", default=...),
+    games: int = _setting(WinRateConfig, "games", "--games", "-n", min=1),
+    out: Path = _setting(WinRateConfig, "out", "--out", "-o"),
+    seed: int = _setting(WinRateConfig, "seed", "--seed"),
+    concurrency: int = _setting(WinRateConfig, "concurrency", "--concurrency", min=1),
+    resume: bool = _setting(WinRateConfig, "resume", "--resume/--no-resume"),
+    exclude: List[str] = _setting(WinRateConfig, "exclude", "--exclude", default=[]),
     report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -667,17 +660,16 @@ def eval_winrate_command(
 @_reports_errors
 def eval_qa_command(
     ctx: typer.Context,
-    questions: str = typer.Option(..., "--questions", "-q",
-                                  help="'arithmetic[:N]', a .jsonl file (question/answer) or a Hugging Face dataset name."),
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    debate: bool = typer.Option(False, help="Also score a majority vote and a multi-agent debate."),
-    agents: int = typer.Option(3, "--agents", min=1, help="Debaters (with --debate)."),
-    rounds: int = typer.Option(2, "--rounds", min=1, help="Debate rounds (with --debate)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Use the first N questions only."),
-    out: Path = typer.Option(Path("runs/eval/qa"), "--out", "-o", help="Directory for transcripts.jsonl and accuracy.json."),
-    seed: int = typer.Option(0, help="Seed for sampling and episode ids."),
-    concurrency: int = typer.Option(32, min=1, help="Questions in flight at once."),
-    resume: bool = typer.Option(False, help="Continue a run in --out."),
+    questions: str = _setting(QAConfig, "questions", "--questions", "-q", default=...),
+    model: str = _setting(QAConfig, "model", "--model", "-m", default=...),
+    debate: bool = _setting(QAConfig, "debate", "--debate/--no-debate"),
+    agents: int = _setting(QAConfig, "agents", "--agents", min=1),
+    rounds: int = _setting(QAConfig, "rounds", "--rounds", min=1),
+    limit: Optional[int] = _setting(QAConfig, "limit", "--limit", "-n", min=1),
+    out: Path = _setting(QAConfig, "out", "--out", "-o"),
+    seed: int = _setting(QAConfig, "seed", "--seed"),
+    concurrency: int = _setting(QAConfig, "concurrency", "--concurrency", min=1),
+    resume: bool = _setting(QAConfig, "resume", "--resume/--no-resume"),
     report_to: str = REPORT_TO_OPTION,
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
@@ -717,25 +709,14 @@ def _answer(ctx: typer.Context, questions: str, model: str, out: Path, *, debate
 @_reports_errors
 def eval_bench_command(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m",
-                              help="hf:... (in this process, +ADAPTER included) or openai:MODEL@URL (lm-eval's "
-                                   "local-completions at URL/completions); not litellm:."),
-    tasks: str = typer.Option(..., "--tasks", "-t",
-                              help="lm-eval tasks or groups, comma-separated, e.g. arc_easy,piqa (SPAG's: bbh,arc_easy,"
-                                   "arc_challenge,mutual,winogrande,logiqa2,piqa). List them with `lm-eval ls tasks`."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1,
-                                        help="Documents per task at most (a quick look: the score of a subset)."),
-    out: Path = typer.Option(Path("runs/eval/bench"), "--out", "-o", help="Directory for bench.json."),
-    include_path: Optional[Path] = typer.Option(None, "--include-path", file_okay=False,
-                                                help="A directory of task YAML files of your own (with their data, "
-                                                     "e.g. JSONL): they run offline."),
-    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", min=0,
-                                              help="Few-shot examples for every task (default: each task's own)."),
-    batch_size: str = typer.Option("8", "--batch-size", help="lm-eval's batch size, or auto (hf: on a GPU)."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer",
-                                            help="openai: only: the served model's tokenizer (hub id, directory or hf: "
-                                                 "spec; 'none' for generation-only tasks). Default: the served name "
-                                                 "when it is one of those."),
+    model: str = _setting(BenchConfig, "model", "--model", "-m", default=...),
+    tasks: str = _setting(BenchConfig, "tasks", "--tasks", "-t", default=...),
+    limit: Optional[int] = _setting(BenchConfig, "limit", "--limit", "-n", min=1),
+    out: Path = _setting(BenchConfig, "out", "--out", "-o"),
+    include_path: Optional[Path] = _setting(BenchConfig, "include_path", "--include-path", file_okay=False),
+    num_fewshot: Optional[int] = _setting(BenchConfig, "num_fewshot", "--num-fewshot", min=0),
+    batch_size: str = _setting(BenchConfig, "batch_size", "--batch-size"),
+    tokenizer: Optional[str] = _setting(BenchConfig, "tokenizer", "--tokenizer"),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Score a model on lm-evaluation-harness tasks (e.g. SPAG's reasoning benchmarks); write OUT/bench.json.
@@ -798,9 +779,9 @@ def report(
 @_reports_errors
 def train(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help=_help(TrainConfig, "kind")),
+    kind: str = _argument(TrainConfig, "kind"),
     data: Path = _setting(TrainConfig, "data", "--data", "-d", default=...),
-    model: str = _setting(TrainConfig, "model", "--model", "-m", default="hf:smollm2-135m"),
+    model: str = _setting(TrainConfig, "model", "--model", "-m", default=DEFAULT_MODEL),
     output: Path = _setting(TrainConfig, "output", "--output", "-o", default=...),
     lora_r: Optional[int] = _setting(TrainConfig, "lora_r", "--lora-r", min=1),
     lora_alpha: Optional[int] = _setting(TrainConfig, "lora_alpha", "--lora-alpha", min=1),

@@ -8,9 +8,6 @@ that asks for the model's engine is `slow` whether or not it is marked, since th
 from __future__ import annotations
 
 import pytest
-import torch
-
-from sparring.agents import Engine, get_engine, load_model
 
 MODEL_FIXTURES = {"engine", "engine_fp32", "each_engine"}
 
@@ -23,18 +20,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def engine() -> Engine:
+def engine():
     """The shared engine of the embedded default model, in the dtype sparring picks for this machine."""
+    from sparring.agents import get_engine  # imported here: the logic tier never loads torch for it
+
     return get_engine("hf:smollm2-135m")
 
 
 @pytest.fixture(scope="session")
-def engine_fp32() -> Engine:
+def engine_fp32():
     """An engine in float32: its greedy replies do not depend on the batch they run in.
 
     (bfloat16 kernels round differently for different batch sizes, so two runs of one greedy
     request may part ways at a near tie; float32 makes "alone == batched" an exact test.)
     """
+    import torch
+
+    from sparring.agents import Engine, load_model
+
     model, tokenizer = load_model("hf:smollm2-135m", dtype=torch.float32)
     engine = Engine(model, tokenizer, name="hf:smollm2-135m(float32)")
     yield engine

@@ -90,9 +90,11 @@ def test_bad_remote_spec_is_rejected(bad, message):
 
 
 @pytest.mark.parametrize("spec, variable", [
-    ("litellm:anthropic/claude-3-5-haiku-latest?api_key=sk-ant-SECRET", "ANTHROPIC_API_KEY"),
+    # litellm's specs name their provider's key variable as litellm knows it, which imports litellm (5 s)
+    pytest.param("litellm:anthropic/claude-3-5-haiku-latest?api_key=sk-ant-SECRET", "ANTHROPIC_API_KEY",
+                 marks=pytest.mark.slow),
     ("openai:m@http://h/v1?api_key=sk-SECRET", "OPENAI_API_KEY"),
-    ("litellm:openai/m?token=sk-SECRET", "OPENAI_API_KEY"),
+    pytest.param("litellm:openai/m?token=sk-SECRET", "OPENAI_API_KEY", marks=pytest.mark.slow),
 ])
 def test_secrets_in_a_spec_are_refused(spec, variable):
     with pytest.raises(BackendError, match=f"set {variable} in the environment") as error:

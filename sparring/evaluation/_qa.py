@@ -27,6 +27,7 @@ from autogen_core.models import ChatCompletionClient
 from ..protocols._debate import compare_debate
 from ..protocols._schema import RoleSpec
 from ..runs import ACCURACY_FILE, AccuracyFile, write_record
+from ..settings import QAConfig
 from ..transcripts import Episode
 from ._wilson import rate, wilson_interval
 
@@ -89,11 +90,11 @@ async def eval_qa(
     out_dir: Path,
     *,
     debate: bool = False,
-    agents: int = 3,
-    rounds: int = 2,
+    agents: int = QAConfig.agents,
+    rounds: int = QAConfig.rounds,
     limit: int | None = None,
     seed: int = 0,
-    concurrency: int = 32,
+    concurrency: int = QAConfig.concurrency,
     resume: bool = False,
     clients: Callable[[str, RoleSpec], ChatCompletionClient] | None = None,
     on_start: Callable[[int], None] | None = None,

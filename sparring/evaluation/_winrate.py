@@ -29,6 +29,7 @@ from ..protocols import Protocol, load_protocol, play, role_models
 from ..protocols._play import ClientFactory, spec_clients
 from ..protocols._seats import SEATS
 from ..runs import TRANSCRIPTS_FILE as TRANSCRIPTS, WINRATE_FILE, WinRateFile, write_record
+from ..settings import WinRateConfig
 from ..transcripts import Episode, latest_by_id, read_transcripts
 from ._wilson import rate, wilson_interval
 
@@ -156,7 +157,7 @@ async def eval_winrate(
     *,
     seed: int = 0,
     exclude: Mapping[str, Collection] | None = None,
-    concurrency: int = 32,
+    concurrency: int = WinRateConfig.concurrency,
     resume: bool = False,
     on_episode: Callable[[Episode], None] | None = None,
     clients: Callable[[dict[str, str]], ClientFactory] | None = None,

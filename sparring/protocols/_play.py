@@ -14,6 +14,7 @@ from typing import Any, Callable, Collection, Mapping
 
 from ..errors import ProtocolError, SparringError
 from ..runs import TRANSCRIPTS_FILE
+from ..settings import PlayConfig
 from ..transcripts import Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id
 from ._episode import ClientFactory, EpisodeTeam
 from ._judges import Judge
@@ -120,7 +121,7 @@ async def play(
     out_dir: Path,
     models: dict[str, str],
     clients: ClientFactory | None = None,
-    concurrency: int = 32,
+    concurrency: int = PlayConfig.concurrency,
     seed: int = 0,
     resume: bool = False,
     overrides: dict[str, Any] | None = None,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..agents._spec import SPEC_FORMS, ModelSpec
 from ..errors import TrackingError, TrainingError
+from ..settings import setting
 
 TRAINERS = {
     "sft": ("._sft", "build_sft_trainer"),
@@ -25,14 +26,6 @@ SCHEDULERS = ("constant", "linear", "cosine")
 """Learning-rate schedules (transformers' names)."""
 
 
-def _setting(default: Any = MISSING, help: str = "", factory: Any = None) -> Any:
-    """A config field with its help (no default: a required one): the command line's ``--help`` shows the same
-    text for the field's option (one source of both)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class TrainConfig:
     """What `train` does: which data, which model, which loss, and the optimiser's settings.
@@ -48,36 +41,36 @@ class TrainConfig:
         0.2
     """
 
-    data: Path = _setting(help="A dataset directory from `sparring data build` (rows as in `load_rows`).")
-    model: str = _setting(help="The model to train: " + SPEC_FORMS + " With +ADAPTER, that adapter is loaded "
+    data: Path = setting(help="A dataset directory from `sparring data build` (rows as in `load_rows`).")
+    model: str = setting(help="The model to train: " + SPEC_FORMS + " With +ADAPTER, that adapter is loaded "
                           "trainable and continued (the result is still one base plus one adapter).")
-    output: Path = _setting(help="Where the adapter goes (it must not exist yet, or be empty).")
-    kind: str = _setting("sft", "sft (TRL's SFTTrainer, loss on the last assistant turn; SPAG's imitation stage "
+    output: Path = setting(help="Where the adapter goes (it must not exist yet, or be empty).")
+    kind: str = setting("sft", "sft (TRL's SFTTrainer, loss on the last assistant turn; SPAG's imitation stage "
                          "with --kl-coeff 0.1), spag (SPAG's offline policy loss) or saie (SFT on SAIE learner turns).")
-    lora_r: int | None = _setting(None, "LoRA rank of a fresh adapter (default 16); not with --full. A continued "
+    lora_r: int | None = setting(None, "LoRA rank of a fresh adapter (default 16); not with --full. A continued "
                                   "adapter keeps its own rank, alpha and targets.")
-    lora_alpha: int | None = _setting(None, "LoRA alpha (default 2 x rank).")
-    full: bool = _setting(False, "Train every weight instead of a LoRA adapter; the output is then a full model "
+    lora_alpha: int | None = setting(None, "LoRA alpha (default 2 x rank).")
+    full: bool = setting(False, "Train every weight instead of a LoRA adapter; the output is then a full model "
                           "directory (play it as hf:OUTPUT). Not with +ADAPTER.")
-    epochs: float = _setting(1.0, "Passes over the data (default 1; SPAG: 1 per self-play round).")
-    max_steps: int = _setting(-1, "Optimiser steps at most, when > 0 (else the passes over the data decide).")
-    lr: float | None = _setting(None, "Learning rate (default 1e-4 with LoRA, 2e-6 with --full, SPAG's).")
-    lr_scheduler: str = _setting("constant", "Learning-rate schedule: constant, linear or cosine (default "
+    epochs: float = setting(1.0, "Passes over the data (default 1; SPAG: 1 per self-play round).")
+    max_steps: int = setting(-1, "Optimiser steps at most, when > 0 (else the passes over the data decide).")
+    lr: float | None = setting(None, "Learning rate (default 1e-4 with LoRA, 2e-6 with --full, SPAG's).")
+    lr_scheduler: str = setting("constant", "Learning-rate schedule: constant, linear or cosine (default "
                                  "constant; SPAG: cosine); with --warmup-ratio it first rises linearly from 0.")
-    warmup_ratio: float = _setting(0.0, "Share of the steps spent warming the learning rate up from 0 (default 0; "
+    warmup_ratio: float = setting(0.0, "Share of the steps spent warming the learning rate up from 0 (default 0; "
                                    "SPAG: 0.03).")
-    batch_size: int = _setting(4, "Samples per device per micro-batch (default 4).")
-    grad_accum: int = _setting(1, "Micro-batches per optimiser step (default 1).")
-    kl_coeff: float | None = _setting(None, "KL to the reference model (default 0.2 for spag, 0 for sft and saie; "
+    batch_size: int = setting(4, "Samples per device per micro-batch (default 4).")
+    grad_accum: int = setting(1, "Micro-batches per optimiser step (default 1).")
+    kl_coeff: float | None = setting(None, "KL to the reference model (default 0.2 for spag, 0 for sft and saie; "
                                       "SPAG's imitation stage: 0.1).")
-    sft_coeff: float = _setting(0.5, "spag: weight of the NLL of the sft rows (default 0.5).")
-    clip_range: float | None = _setting(0.2, "spag: ratio clip range [1-c, 1+c] (default 0.2); 0 turns it off.")
-    merge: bool = _setting(False, "Also write OUTPUT/merged, the base with the adapter merged in.")
-    report_to: str = _setting("none", "transformers' report_to: none, tensorboard, wandb, trackio, ... "
+    sft_coeff: float = setting(0.5, "spag: weight of the NLL of the sft rows (default 0.5).")
+    clip_range: float | None = setting(0.2, "spag: ratio clip range [1-c, 1+c] (default 0.2); 0 turns it off.")
+    merge: bool = setting(False, "Also write OUTPUT/merged, the base with the adapter merged in.")
+    report_to: str = setting("none", "transformers' report_to: none, tensorboard, wandb, trackio, ... "
                               "(comma-separated).")
-    seed: int = _setting(0, "Seed for initialisation and data order.")
-    max_length: int = _setting(1024, "Tokens per sample at most (default 1024; the prompt is cut from the left).")
-    logging_steps: float = _setting(0.05, "Log every N steps, or every fraction of the run when < 1.")
+    seed: int = setting(0, "Seed for initialisation and data order.")
+    max_length: int = setting(1024, "Tokens per sample at most (default 1024; the prompt is cut from the left).")
+    logging_steps: float = setting(0.05, "Log every N steps, or every fraction of the run when < 1.")
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
@@ -211,41 +204,41 @@ class SelfPlayConfig:
     ``sparring selfplay --help`` shows for its option, and its default the option's default.
     """
 
-    protocol: str = _setting("adversarial_taboo", "A built-in protocol name, a .yaml file or textarena:ENV_ID: a "
+    protocol: str = setting("adversarial_taboo", "A built-in protocol name, a .yaml file or textarena:ENV_ID: a "
                              "game (SPAG) or a SAIE discussion.")
-    model: str = _setting("hf:smollm2-135m", "The starting model's spec: " + SPEC_FORMS)
-    out: Path = _setting(Path("runs/selfplay"), "Run directory (epoch_K/ per epoch); resumes.")
-    epochs: int = _setting(3, "Self-play epochs (SPAG: 3).")
-    games: int = _setting(64, "Episodes played per epoch.")
-    eval_games: int = _setting(32, "Evaluation games per epoch against the starting model (0: none).")
-    eval_questions: str | None = _setting(None, "SAIE: held-out questions for accuracy (a source as in `sparring "
+    model: str = setting("hf:smollm2-135m", "The starting model's spec: " + SPEC_FORMS)
+    out: Path = setting(Path("runs/selfplay"), "Run directory (epoch_K/ per epoch); resumes.")
+    epochs: int = setting(3, "Self-play epochs (SPAG: 3).")
+    games: int = setting(64, "Episodes played per epoch.")
+    eval_games: int = setting(32, "Evaluation games per epoch against the starting model (0: none).")
+    eval_questions: str | None = setting(None, "SAIE: held-out questions for accuracy (a source as in `sparring "
                                           "debate`); default: the protocol's arithmetic problems with another seed.")
-    kind: str | None = _setting(None, "'spag', 'saie' or 'gold-sft' (SAIE's baseline: SFT on the gold rationales, "
+    kind: str | None = setting(None, "'spag', 'saie' or 'gold-sft' (SAIE's baseline: SFT on the gold rationales, "
                                 "no discussion); default saie for protocols with a learner role.")
-    partner: str | None = _setting(None, "SAIE: the frozen partner's model (default: --model).")
-    imitation: list[str] = _setting(factory=list, help="Transcripts for an imitation stage before epoch 1 "
+    partner: str | None = setting(None, "SAIE: the frozen partner's model (default: --model).")
+    imitation: list[str] = setting(factory=list, help="Transcripts for an imitation stage before epoch 1 "
                                     "(repeatable).")
-    sft_data: str | None = _setting(None, "General SFT rows mixed into the SPAG data.")
-    overrides: dict[str, Any] = _setting(factory=dict, help="VAR=VALUE: fix a variable of the played games (YAML "
+    sft_data: str | None = setting(None, "General SFT rows mixed into the SPAG data.")
+    overrides: dict[str, Any] = setting(factory=dict, help="VAR=VALUE: fix a variable of the played games (YAML "
                                          "value; repeatable), e.g. --set stance=supportive for SAIE's "
                                          "supportive-only baseline.")
-    warmup: int = _setting(0, "SAIE: first train plain SFT on the gold rationales of this many training questions "
+    warmup: int = setting(0, "SAIE: first train plain SFT on the gold rationales of this many training questions "
                            "(epoch_0).")
-    holdout: list[str] | None = _setting(None, "Variables evaluation draws afresh (default: those from lists and "
+    holdout: list[str] | None = setting(None, "Variables evaluation draws afresh (default: those from lists and "
                                          "files).")
-    seed: int = _setting(0, "Seed of the games and evaluations.")
-    concurrency: int = _setting(32, "Episodes in flight at once.")
-    train: dict[str, Any] = _setting(factory=dict, help="TrainConfig settings (max_steps, lr, lora_r, ...); they "
+    seed: int = setting(0, "Seed of the games and evaluations.")
+    concurrency: int = setting(32, "Episodes in flight at once.")
+    train: dict[str, Any] = setting(factory=dict, help="TrainConfig settings (max_steps, lr, lora_r, ...); they "
                                      "win over the preset's.")
-    preset: str | None = _setting(None, "A training preset for the self-play epochs (see `PRESETS`); the "
+    preset: str | None = setting(None, "A training preset for the self-play epochs (see `PRESETS`); the "
                                   "imitation stage takes the matching imitation preset (spag -> spag-imitation).")
-    bench_tasks: list[str] = _setting(factory=list, help="lm-eval tasks, comma-separated (e.g. SPAG's bbh,"
+    bench_tasks: list[str] = setting(factory=list, help="lm-eval tasks, comma-separated (e.g. SPAG's bbh,"
                                       "arc_easy,arc_challenge,mutual,winogrande,logiqa2,piqa): scored on the "
                                       "starting model (OUT/baseline/bench.json) and after each epoch "
                                       "(OUT/epoch_K/bench.json), as `sparring eval bench` does.")
-    bench_limit: int | None = _setting(None, "Documents per benchmark task at most.")
-    bench_include_path: str | None = _setting(None, "A directory of benchmark task YAML files of your own.")
-    report_to: str = _setting("none", "Trackers for each epoch's metrics (sparring.tracking: tensorboard, wandb, "
+    bench_limit: int | None = setting(None, "Documents per benchmark task at most.")
+    bench_include_path: str | None = setting(None, "A directory of benchmark task YAML files of your own.")
+    report_to: str = setting("none", "Trackers for each epoch's metrics (sparring.tracking: tensorboard, wandb, "
                               "trackio, comma-separated, or all), logged at step = the epoch; each epoch's training "
                               "reports to them too.")
 
