@@ -705,6 +705,31 @@ def _answer(ctx: typer.Context, questions: str, model: str, out: Path, *, debate
     console.print(f"transcripts: {result.path}\nresult: {out / 'accuracy.json'}", highlight=False)
 
 
+@eval_app.command("compare")
+@_reports_errors
+def eval_compare_command(
+    first: Path = typer.Argument(..., help="A self-play run of the SAIE kind (its last evaluated epoch), one of its "
+                                 "epoch_K folders, or an eval/ or baseline/ folder."),
+    second: Path = typer.Argument(..., help="The same for the model to compare against (e.g. the plain-SFT run)."),
+    role: str = typer.Option("learner", "--role", help="The role whose answers were evaluated."),
+) -> None:
+    """Is FIRST's learner better than SECOND's on the same held-out questions? McNemar's exact test.
+
+    Compares two learner-alone evaluations (what `selfplay -p saie` writes after each epoch, and
+    its start model's baseline/), question by question: e.g. SAIE against plain SFT on gold
+    rationales, `sparring eval compare runs/saie-both runs/saie-sft`. Writes nothing.
+    """
+    from .evaluation import compare_learner_evals
+
+    result = compare_learner_evals(first, second, role)
+    console.print(f"first: {result['first']}\nsecond: {result['second']}", highlight=False, soft_wrap=True)
+    table = Table("", "first", "second", title=f"{result['questions']} questions answered in both")
+    table.add_row("correct", str(result["trained_correct"]), str(result["baseline_correct"]))
+    table.add_row("right only here", str(result["only_trained"]), str(result["only_baseline"]))
+    console.print(table)
+    console.print(f"first against second: {result['verdict']}", highlight=False)
+
+
 @eval_app.command("bench")
 @_reports_errors
 def eval_bench_command(

@@ -11,12 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 import yaml
 
-from ..errors import ProtocolError
+from ..errors import ArgumentError, ProtocolError
 from ..protocols import Protocol, load_protocol, parse_protocol, play
+from ..protocols._episode import ClientFactory
 from ..protocols._debate import variant_text
-from ..runs import ACCURACY_FILE, TRANSCRIPTS_FILE as TRANSCRIPTS, AccuracyFile, write_record
+from ..runs import (ACCURACY_FILE, EVAL_DIR, TRANSCRIPTS_FILE as TRANSCRIPTS, AccuracyFile, epoch_dirs, read_record,
+                    write_record)
 from ..transcripts import latest_by_id, read_transcripts
 from ._qa import MethodScore, QAResult
+from ._significance import compare_accuracy
 
 LEARNER_PROMPT = "learner_prompt"
 """The method name of this evaluation in ``accuracy.json``."""
@@ -55,10 +58,11 @@ def learner_alone(protocol: Protocol | str | Path, questions: str, role: str = "
 
 async def eval_learner(protocol: Protocol | str | Path, model: str, questions: str, out_dir: Path, *,
                        limit: int, seed: int = 0, concurrency: int = 32, resume: bool = False,
-                       role: str = "learner") -> QAResult:
+                       role: str = "learner", clients: ClientFactory | None = None) -> QAResult:
     """Score ``model`` as the protocol's ``role`` answering alone on ``limit`` questions.
 
-    Writes ``out_dir/transcripts.jsonl`` and ``out_dir/accuracy.json`` (method ``learner_prompt``).
+    Writes ``out_dir/transcripts.jsonl`` and ``out_dir/accuracy.json`` (method ``learner_prompt``);
+    ``clients`` is a role client factory instead of ``model`` (tests pass replay clients).
 
     Returns:
         `QAResult`: the accuracy with its Wilson interval; episodes that failed are not scored.
@@ -66,7 +70,7 @@ async def eval_learner(protocol: Protocol | str | Path, model: str, questions: s
     alone = learner_alone(protocol, questions, role)
     out_dir = Path(out_dir)
     models = {name: model for name in alone.spec.model_roles}
-    await play(alone, limit, out_dir, models, concurrency=concurrency, seed=seed, resume=resume)
+    await play(alone, limit, out_dir, models, clients=clients, concurrency=concurrency, seed=seed, resume=resume)
     outcomes = correct_by_question(out_dir, role)
     result = QAResult(model, questions, len(outcomes), limit - len(outcomes), path=out_dir / TRANSCRIPTS)
     result.methods[LEARNER_PROMPT] = MethodScore(sum(outcomes.values()), len(outcomes))
@@ -84,8 +88,57 @@ def correct_by_question(out_dir: Path, role: str = "learner") -> dict[str, bool]
             for e in episodes if e.status == "ok" and e.outcome is not None}
 
 
+def learner_eval_folder(path: Path) -> Path:
+    """The folder of a learner-alone evaluation that ``path`` names.
+
+    ``path`` is the folder itself (a self-play epoch's ``eval/`` or the run's ``baseline/``), an
+    ``epoch_K`` folder (its ``eval/``), or a self-play run (its last epoch with an evaluation).
+
+    Raises:
+        `ArgumentError`: ``path`` holds no learner-alone evaluation (``accuracy.json`` with the
+            ``learner_prompt`` method beside ``transcripts.jsonl``).
+    """
+    path = Path(path)
+    candidates = [path, path / EVAL_DIR]
+    if path.is_dir():
+        candidates += [folder / EVAL_DIR for _, folder in reversed(epoch_dirs(path))]
+    for folder in candidates:
+        if (folder / ACCURACY_FILE).is_file() and (folder / TRANSCRIPTS).is_file():
+            if LEARNER_PROMPT not in read_record(folder / ACCURACY_FILE, AccuracyFile).methods:
+                raise ArgumentError(f"{folder / ACCURACY_FILE}: not a learner-alone evaluation (no method "
+                                    f"{LEARNER_PROMPT!r}); compare the eval/ or baseline/ folders of SAIE-style "
+                                    "self-play runs (`sparring selfplay -p saie`)")
+            return folder
+    raise ArgumentError(f"{path}: no evaluation here; give a self-play run of the SAIE kind, one of its epoch_K "
+                        f"folders, or a folder with {ACCURACY_FILE} and {TRANSCRIPTS}")
+
+
+def compare_learner_evals(first: Path, second: Path, role: str = "learner") -> dict[str, object]:
+    """McNemar's exact test of two learner-alone evaluations on the questions both answered.
+
+    Answers: does the model evaluated in ``first`` (e.g. SAIE's last epoch) answer held-out
+    questions better than the one in ``second`` (e.g. plain SFT's last epoch, or a start model)?
+    Either may be any path `learner_eval_folder` takes.
+
+    Returns:
+        `dict`: ``first`` and ``second`` (the folders compared) and `compare_accuracy`'s fields, its
+        verdict naming ``second``.
+
+    Raises:
+        `ArgumentError`: a path holds no such evaluation, or the two share no question.
+    """
+    folders = learner_eval_folder(first), learner_eval_folder(second)
+    answers = [correct_by_question(folder, role) for folder in folders]
+    if not set(answers[0]) & set(answers[1]):
+        raise ArgumentError(f"{folders[0]} and {folders[1]} share no question: evaluate both on the same "
+                            "held-out questions (selfplay --eval-questions)")
+    return {"first": str(folders[0]), "second": str(folders[1]),
+            **compare_accuracy(answers[0], answers[1], start=str(folders[1]))}
+
+
 def _question(item: object, fallback: str) -> str:
     return str(item["question"]) if isinstance(item, dict) and "question" in item else fallback
 
 
-__all__ = ["LEARNER_PROMPT", "correct_by_question", "eval_learner", "learner_alone"]
+__all__ = ["LEARNER_PROMPT", "compare_learner_evals", "correct_by_question", "eval_learner", "learner_alone",
+           "learner_eval_folder"]
