@@ -4,7 +4,8 @@
 #   spag   3 epochs of SPAG self-play on Adversarial Taboo, evaluated against the starting model
 #          after each epoch (per-role win rates, p-values, verdict);
 #   saie   3 epochs of SAIE (both stances) and of plain SFT on the gold rationales of the same
-#          questions, each scored on the same held-out arithmetic by the learner alone;
+#          questions (ARMS adds the supportive-only and adversarial-only arms), each scored on the
+#          same held-out arithmetic by the learner alone, then compared arm against arm;
 #          QUESTION_SET=addition (the default) plays two-number sums ("What is 48+34?"), which
 #          the 135M model sometimes gets right; QUESTION_SET=arithmetic plays Du et al.'s
 #          a+b*c+d-e*f, which it never does (docs/experiments.md).
@@ -14,6 +15,7 @@
 # docs/experiments.md measured on a 2-core machine:
 #   PROTOCOL (adversarial_taboo_spag)  GAMES (64)  EVAL_GAMES (96)   for spag
 #   QUESTIONS (64)  EVAL_QUESTIONS (200)  WARMUP (32)  QUESTION_SET (addition)   for saie
+#   ARMS ("both gold-sft"; also supportive, adversarial: the one-stance baselines)   for saie
 #   EPOCHS (3)
 # Usage: bash experiments/cpu_selfplay.sh [spag|saie|all] [extra selfplay options...]
 set -euo pipefail
@@ -65,6 +67,17 @@ PY
         saie+=(--protocol saie)
         prefix=saie
     fi
-    run "$prefix-both" "${saie[@]}" "$@"
-    run "$prefix-gold-sft" "${saie[@]}" --kind gold-sft "$@"
+    for arm in ${ARMS:-both gold-sft}; do
+        case "$arm" in
+            both) run "$prefix-both" "${saie[@]}" "$@" ;;
+            supportive|adversarial) run "$prefix-$arm" "${saie[@]}" --set "stance=$arm" "$@" ;;
+            gold-sft) run "$prefix-gold-sft" "${saie[@]}" --kind gold-sft "$@" ;;
+            *) echo "ARMS: unknown arm '$arm' (both, supportive, adversarial, gold-sft)" >&2; exit 2 ;;
+        esac
+    done
+    for arm in ${ARMS:-both gold-sft}; do  # each discussion arm against plain SFT, question by question
+        if [ "$arm" != gold-sft ] && [ -d "$out/$prefix-gold-sft" ]; then
+            "$sparring" eval compare "$out/$prefix-$arm" "$out/$prefix-gold-sft"
+        fi
+    done
 fi
