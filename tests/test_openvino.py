@@ -174,6 +174,42 @@ def test_one_long_prompt_then_64_concurrent_requests_stay_within_a_fixed_memory(
     assert report["max_rss_gb"] < MEMORY_BOUND_GB, report
 
 
+def test_released_engines_give_their_memory_back(tmp_path):
+    """Self-play loads a model per epoch; `release_engines` must keep the process from growing by
+    one engine (weights and KV cache) per model, as it did before (about +1.2 GB per model here)."""
+    script = textwrap.dedent("""
+        import asyncio, json, sys
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from sparring.agents import SamplingParams, get_engine, load_model
+        from sparring.agents.engine import release_engines
+        base, tokenizer = load_model("hf:smollm2-135m", dtype=torch.float32)
+        specs = []
+        for i in range(4):  # four different adapters: four models, as four epochs give
+            torch.manual_seed(i)
+            peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+            peft.save_pretrained(f"{sys.argv[1]}/adapter{i}")
+            tokenizer.save_pretrained(f"{sys.argv[1]}/adapter{i}")
+            base = peft.unload()
+            specs.append(f"hf:smollm2-135m+{sys.argv[1]}/adapter{i}")
+        del base
+        rss = []
+        for spec in specs:
+            engine = get_engine(spec)
+            asyncio.run(engine.generate(engine.encode_chat([{"role": "user", "content": "Hi"}]),
+                                        SamplingParams(max_tokens=4)))
+            del engine
+            release_engines(keep=["hf:smollm2-135m"])
+            rss.append(int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS:")).split()[1]) / 2**20)
+        print(json.dumps(rss))
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SPARRING_KV_CACHE_GB": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rss = json.loads(done.stdout.strip().splitlines()[-1])
+    assert rss[-1] - rss[0] < 0.3, rss  # GB; without the release each model adds its 1 GB cache and more
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -199,6 +199,10 @@ class SelfPlay:
         if data.game_rows == 0:
             record.note = NO_DATA.format(why=_why_no_data(data))
             return False
+        from ..agents.engine import release_engines
+
+        # the model that played is done with: free its engine for training; the next model gets its own
+        release_engines(keep=[self.start] + ([self.config.partner] if self.config.partner else []))
         record.train = self._train(folder / DATA_DIR, record.model, folder / ADAPTER_DIR, train_kind, settings)
         record.trained = True
         record.next_model = trained_spec(record.model, (folder / ADAPTER_DIR).resolve(), bool(record.train["full"]))

@@ -8,9 +8,10 @@ every position's log-probabilities and the likeliest alternatives, for prompt lo
 """
 
 from ._base import BaseEngine, Completion, Piece, SamplingParams, encode_chat, end_token_ids
-from ._loading import best_dtype, engine_kind, get_engine, load_model, load_tokenizer
+from ._loading import best_dtype, engine_kind, get_engine, load_model, load_tokenizer, release_engines
 from ._scoring import Scorer, TokenScore
 from ._transformers import Engine
 
 __all__ = ["BaseEngine", "Completion", "Engine", "Piece", "SamplingParams", "Scorer", "TokenScore", "best_dtype",
-           "encode_chat", "end_token_ids", "engine_kind", "get_engine", "load_model", "load_tokenizer"]
+           "encode_chat", "end_token_ids", "engine_kind", "get_engine", "load_model", "load_tokenizer",
+           "release_engines"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import threading
 from pathlib import Path
+from typing import Iterable
 
 from ...errors import BackendError
 from ._transformers import Engine
@@ -114,6 +116,21 @@ def get_engine(spec: str, max_batch: int = 64) -> BaseEngine:
         if key not in _engines:
             _engines[key] = _load_engine(ModelSpec.parse(key), max_batch)
         return _engines[key]
+
+
+def release_engines(keep: Iterable[str] = ()) -> None:
+    """Close every loaded engine but those of the ``keep`` specs, so that their memory can go.
+
+    A long run (self-play) loads a new model every epoch; each engine holds its weights and a
+    KV cache of fixed size, so the models a run is done with must be let go.
+    """
+    kept = {str(ModelSpec.parse(spec)) for spec in keep}
+    with _lock:
+        released = [_engines.pop(key) for key in list(_engines) if key not in kept]
+    for engine in released:
+        engine.close()
+    if released:
+        gc.collect()
 
 
 def _load_engine(spec: ModelSpec, max_batch: int) -> BaseEngine:
