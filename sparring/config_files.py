@@ -93,14 +93,29 @@ def write_effective_config(folder: Path, values: Mapping[str, Any], command: str
     folder.mkdir(parents=True, exist_ok=True)
     plain = {name.rstrip("_"): _plain(value) for name, value in values.items()}
     text = (f"# The effective settings of `sparring {command}`: defaults, --config file and flags.\n"
-            f"# Run the same again with: sparring {command} --config {folder / EFFECTIVE_CONFIG}\n"
+            f"# Run the same again with: sparring {command} --config {(folder / EFFECTIVE_CONFIG).resolve()}\n"
             + yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
     return write_text(folder / EFFECTIVE_CONFIG, text)
 
 
 def _plain(value: Any) -> Any:
+    """A setting as YAML, with the paths it names made absolute: the file runs again from any folder."""
     if isinstance(value, Path):
-        return str(value)
+        return str(value.resolve())
+    if isinstance(value, str):
+        return _absolute(value)
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
+
+
+def _absolute(text: str) -> str:
+    """``text`` with a path it names here made absolute: a file (a protocol, questions), a path with a
+    folder in it, or the adapter of an ``hf:MODEL+ADAPTER`` spec; any other text as it is."""
+    head, plus, adapter = text.partition("+")
+    if text.startswith("hf:") and plus and Path(adapter).exists():
+        return f"{head}+{Path(adapter).resolve()}"
+    path = Path(text)
+    if path.is_file() or ("/" in text and ":" not in text and path.exists()):
+        return str(path.resolve())
+    return text

@@ -76,6 +76,34 @@ def test_selfplay_round_trip_effective_config_is_file_plus_overrides(tmp_path, c
     assert yaml.safe_load((out / EFFECTIVE_CONFIG).read_text()) == effective
 
 
+def test_the_effective_config_runs_again_from_another_folder(tmp_path, monkeypatch, captured_selfplay):
+    """Paths given relative to where the command ran (the protocol file, the out folder, an adapter
+    in a spec) are written absolute; a built-in protocol's name stays a name."""
+    (tmp_path / "work" / "adapter").mkdir(parents=True)
+    (tmp_path / "work" / "game.yaml").write_text(quick_protocol(tmp_path).read_text())
+    monkeypatch.chdir(tmp_path / "work")
+    result = CliRunner().invoke(app, ["selfplay", "--protocol", "game.yaml", "--out", "runs/a",
+                                      "--model", "hf:smollm2-135m+adapter", "--games", "4"])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "work" / "runs" / "a" / EFFECTIVE_CONFIG).read_text()
+    effective = yaml.safe_load(written)
+    assert effective["protocol"] == str(tmp_path / "work" / "game.yaml")
+    assert effective["out"] == str(tmp_path / "work" / "runs" / "a")
+    assert effective["model"] == f"hf:smollm2-135m+{tmp_path / 'work' / 'adapter'}"
+    assert f"--config {tmp_path / 'work' / 'runs' / 'a' / EFFECTIVE_CONFIG}" in written
+
+    monkeypatch.chdir(tmp_path)
+    again = CliRunner().invoke(app, ["selfplay", "--config", str(tmp_path / "work" / "runs" / "a" / EFFECTIVE_CONFIG)])
+    assert again.exit_code == 0, again.output
+    first, second = captured_selfplay
+    assert second.protocol == effective["protocol"] and Path(second.out) == tmp_path / "work" / "runs" / "a"
+    assert second.model == effective["model"] and second.games == 4 and second.epochs == first.epochs
+    builtin = CliRunner().invoke(app, ["selfplay", "--protocol", "saie", "--out", "runs/b"])
+    assert builtin.exit_code == 0, builtin.output
+    assert yaml.safe_load((tmp_path / "runs" / "b" / EFFECTIVE_CONFIG).read_text())["protocol"] == "saie"
+    assert len(captured_selfplay) == 3
+
+
 def test_train_takes_its_required_options_from_the_file(tmp_path, monkeypatch):
     import sparring.trainer as trainer
 
