@@ -15,7 +15,6 @@ dataset.
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,6 @@ from ._sft_data import read_sft_data
 KINDS = ("imitation", "spag", "saie")
 SAIE_ROLE = "learner"
 WRONG_TURN = "learner turn with a wrong answer"
-_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,8 +93,7 @@ class _Protocols:
     def _warn(self, key: tuple, text: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            self.warnings.append(text)
-            _log.warning(text)
+            self.warnings.append(text)  # the caller shows them: summary.warnings
 
     def views(self, episode: Episode, dropped: Counter) -> list[TurnView] | None:
         """The episode's turn views (rejected replies' too under the protocol's ``training.include_invalid``),

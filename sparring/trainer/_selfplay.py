@@ -244,6 +244,8 @@ class SelfPlay:
                                     seed=self.config.seed)
             self.report(f"data: {summary.rows} rows from {summary.games_used} of {summary.episodes} episodes "
                         f"(dropped: {dict(summary.dropped) or 'none'})")
+            for warning in summary.warnings:
+                self.report(f"data: warning: {warning}")
             return summary
 
         return build_step(folder, build)
