@@ -162,6 +162,27 @@ def _records(out: Path) -> list[dict]:
     return sorted(records, key=lambda r: r["id"])
 
 
+@pytest.mark.parametrize(("field", "source"), [
+    ("rule", "message.__class__ is not none"),
+    ("rule", "(message | attr('__class__')) is not none"),
+    ("reward", "range.__self__ is defined and 1"),
+    ("system", "Hi {{ item.__class__.__mro__ }}"),
+])
+def test_an_internal_attribute_is_refused_at_load(field, source, tmp_path):
+    error = load_error(_game(**{field: source}), tmp_path)
+    assert "reads the attribute '__" in error and "refused by the sandbox" in error
+    where = {"rule": "16: judge.rules.0.when", "reward": "20: rewards.alice", "system": "9: roles.alice.system"}
+    assert f"bad.yaml:{where[field]}: reads the attribute" in error
+
+
+@pytest.mark.parametrize("source", ["x.__class__ is defined", "x.__class__ is not none", "(x | attr('__len__')) is none"])
+def test_a_refused_attribute_is_an_error_never_a_value(source):
+    """Jinja's default gives a refused attribute an undefined value, which `is defined` and `is not
+    none` test quietly; here the evaluation fails (the episode's error)."""
+    with pytest.raises(ExpressionError, match="unsafe"):
+        compile_expression(source)(x="text")
+
+
 def test_a_helper_cannot_mutate_its_arguments_either():
     messages = [{"role": "a", "content": "hi"}]
     with pytest.raises(ExpressionError, match="unsafe"):

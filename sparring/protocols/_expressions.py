@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import regex as _re
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import JudgeError
@@ -213,6 +214,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if attribute in ("format", "format_map") and isinstance(obj, str):
             _check_format_widths(obj)
         return _check_size(value)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        """A refused attribute is an error, never a value: Jinja's default, an undefined value, would
+        let ``x.__class__ is defined`` quietly be false and ``is not none`` true."""
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__!r} value is unsafe "
+                            "(the sandbox refuses it in a protocol)")
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         _tick()

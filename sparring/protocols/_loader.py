@@ -363,11 +363,25 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
         for key in _keys_read(tree, "state") - declared:
             raise ProtocolError(f"{prefix}: state.{key}: the state has no such key; it has {sorted(declared)} "
                                 "(declared in `state` or set by `update`)")
+        for attribute in _private_attributes(tree):
+            raise ProtocolError(f"{prefix}: reads the attribute {attribute!r}: names starting with '_' are refused by "
+                                "the sandbox (protocols see values and the helpers, not Python's internals)")
         for pattern in _constant_patterns(tree):
             try:
                 regex.compile(pattern)
             except regex.error as error:
                 raise ProtocolError(f"{prefix}: the regular expression {pattern!r} does not compile: {error}") from error
+
+
+def _private_attributes(tree: nodes.Node) -> list[str]:
+    """The attributes starting with ``_`` that a template reads (``x.__class__``, ``x | attr('_y')``):
+    the sandbox refuses every one, so a protocol using one can never run."""
+    found = [node.attr for node in tree.find_all(nodes.Getattr) if node.attr.startswith("_")]
+    for node in tree.find_all(nodes.Filter):
+        if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+            if str(node.args[0].value).startswith("_"):
+                found.append(str(node.args[0].value))
+    return found
 
 
 def _keys_read(tree: nodes.Node, name: str) -> set[str]:
