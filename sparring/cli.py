@@ -386,8 +386,8 @@ def judge(
         notes.append(f"dropped {summary.duplicates} earlier record(s) of ids that occur again; judged the latest")
     if summary.capped:
         cap = loaded.spec.schedule.max_messages()
-        notes.append(f"{summary.capped} episode(s) hold more than the {cap} messages {loaded.name}'s schedule allows: "
-                     f"judged their first {cap}; the rest are kept unjudged")
+        notes.append(f"{summary.capped} episode(s) go on past where {loaded.name}'s schedule ends (at most {cap} "
+                     "messages, and its `until`): judged up to there; the rest are kept unjudged")
     for note in notes:
         errors.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if summary.failures:

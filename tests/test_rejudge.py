@@ -78,7 +78,7 @@ def test_only_the_messages_the_schedule_allows_are_judged(tmp_path):
     out = tmp_path / "out.jsonl"
     result = judge_cli(TABOO, source, "-o", out)
     assert result.exit_code == 0, result.output
-    assert "2 episode(s) hold more than the 10 messages" in result.output
+    assert "2 episode(s) go on past where adversarial_taboo's schedule ends (at most 10 messages" in result.output
     late_episode, in_time_episode = read_transcripts(out)
     assert (late_episode.outcome.winner, late_episode.outcome.reason) == (None, "tie")
     assert (in_time_episode.outcome.winner, in_time_episode.outcome.reason) == ("attacker", "defender said the word")
@@ -194,3 +194,41 @@ def test_logged_errors_are_kept_and_no_output_only_summarises(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
     with pytest.raises(TranscriptError, match="transcript not found"):
         rejudge(load_protocol(TABOO), tmp_path / "missing.jsonl", tmp_path / "out.jsonl")
+
+
+COUNTDOWN = """\
+name: countdown
+state: {asked: 0}
+update:
+  - when: "role == 'asker'"
+    set: {asked: "state.asked + 1"}
+roles:
+  asker: {system: You ask.}
+  teller: {system: You answer.}
+schedule:
+  order: [asker, teller]
+  max_turns: 20
+  until: "state.asked >= 2"
+judge:
+  rules:
+    - when: "role == 'asker' and mentions(message, 'apple')"
+      winner: asker
+      reason: guessed
+  default: {when: "true", winner: teller, reason: out of questions}
+"""
+
+
+def test_judging_stops_where_until_stops_the_game(tmp_path):
+    """Play ends the game after the round where `until` turns true; re-judging does the same, so a
+    record that goes on (another tool's, or one played under looser rules) is not won later."""
+    protocol = parse_protocol(COUNTDOWN)
+    ask, tell = {"role": "asker", "content": "Is it red?"}, {"role": "teller", "content": "Yes."}
+    late_guess = {"role": "asker", "content": "Is it an apple?"}
+    source = write(tmp_path / "in.jsonl",
+                   record("late", [ask, tell, ask, tell, late_guess], protocol="countdown"),
+                   record("early", [ask, tell, late_guess], protocol="countdown"))
+    summary = rejudge(protocol, source, tmp_path / "out.jsonl")
+    early, late = sorted(read_transcripts(tmp_path / "out.jsonl"), key=lambda e: e.id)
+    assert late.outcome.reason == "out of questions"  # `until` ended it after the second question's round
+    assert early.outcome.reason == "guessed"  # the guess is the second question: still within the game
+    assert len(late.messages) == 5 and summary.capped == 1  # the record keeps every message

@@ -22,6 +22,7 @@ from ..transcripts import ProtocolRef, latest_by_id, read_transcripts
 from ._judges import Judge
 from ._loader import Protocol
 from ._play import PlaySummary
+from ._schedule import schedule_rounds
 from ._state import with_states
 
 
@@ -32,8 +33,8 @@ class RejudgeSummary(PlaySummary):
     Attributes:
         malformed (`int`): lines of the input skipped as malformed.
         duplicates (`int`): records dropped because a later record has the same id.
-        capped (`int`): episodes with more player messages than the schedule allows; only the
-            first `ScheduleSpec.max_messages` of them were judged.
+        capped (`int`): episodes with more player messages than the schedule allows (its turn caps,
+            or an ``until`` that would have stopped it); only those it allows were judged.
         failures (`list[str]`): ``"ID: error"`` for each episode the judge failed on; those are
             written with ``status: error``.
     """
@@ -59,7 +60,8 @@ def rejudge(
     Of several records with one id only the latest is judged and written. Episodes logged with
     ``status: error`` are kept as they are. Only the messages the protocol's schedule allows
     are judged: those before its ``ScheduleSpec.max_messages() + 1``-th player message (so an
-    LLM judge's reply to the last allowed message counts, one after a later message does not);
+    LLM judge's reply to the last allowed message counts, one after a later message does not),
+    and none after the round where an ``until`` would have stopped the game (`within_rounds`);
     the later ones stay in the record unjudged. An episode the judge fails on is written with
     ``status: error`` and its message, and the run goes on.
 
@@ -106,9 +108,10 @@ def rejudge(
         for episode in episodes.values():
             if episode.status == "ok":
                 messages, capped = within_schedule(protocol, [m.model_dump() for m in episode.messages], cap)
-                summary.capped += capped
                 try:
                     messages = with_states(protocol, episode.variables, messages)
+                    messages, stopped = within_rounds(protocol, judge, episode.variables, messages)
+                    summary.capped += capped or stopped
                     outcome, _ = judge.judge(episode.variables, messages)
                     update = {"outcome": outcome.record(protocol),
                               "rewards": judge.rewards(outcome, episode.variables, messages)}
@@ -133,6 +136,25 @@ def within_schedule(protocol: Protocol, messages: list[dict], cap: int) -> tuple
                 return messages[:index], True
             players += 1
     return messages, False
+
+
+def within_rounds(protocol: Protocol, judge: Judge, variables: dict, messages: list[dict]) -> tuple[list[dict], bool]:
+    """The messages before the point where play would have stopped the schedule (an ``until`` that
+    turned true, a dynamic ``next`` that chose nobody), and whether any were left out.
+
+    The schedule is followed as play follows it (`schedule_rounds`), each round taking as many player
+    messages as it has speakers, so ``until`` sees the same messages and state it would have seen.
+    """
+    llm = protocol.spec.judge.llm
+    players = [i for i, message in enumerate(messages) if llm is None or message["role"] != llm.role]
+    taken = 0
+    rounds = schedule_rounds(protocol, variables, lambda: judge.rule_context(
+        variables, [messages[i] for i in players[:taken]]))
+    for _, speakers in rounds:
+        taken += len(speakers)
+        if taken >= len(players):
+            return messages, False
+    return messages[:players[taken]], True
 
 
 def _check_output(source: Path, out: Path, overwrite: bool) -> None:
