@@ -54,3 +54,22 @@ def test_a_bad_to_expression_is_reported_at_load(tmp_path):
     path.write_text(WHISPERS.replace("to: 'match", "to: 'mach"))
     with pytest.raises(ProtocolError, match=r":6: roles.alice.to: undefined name 'mach'"):
         load_protocol(path)
+
+
+@pytest.mark.parametrize(("field", "source", "named"), [
+    ("to", "to: \"'bobb'\"", "'bobb'"),
+    ("to", "to: \"['bob', 'karol'] if turn > 0 else none\"", "'karol'"),
+    ("next", "next: \"'bob' if role == 'alice' else 'dave'\"", "'dave'"),
+])
+def test_a_constant_that_names_no_role_is_reported_at_load(tmp_path, field, source, named):
+    """A role name written as a constant in `to` or `next` is checked at load, not at the first turn."""
+    text = WHISPERS.replace(WHISPERS.splitlines()[5], "    " + source) if field == "to" else WHISPERS.replace(
+        "schedule: {type: round_robin, order: [alice, bob, carol], max_turns: 6}",
+        "schedule: {type: dynamic, order: [alice, bob, carol], max_turns: 6, " + source + "}")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ProtocolError, match=rf"bad.yaml:\d+: (roles.alice.to|schedule.next): gives {named}, which is no role"):
+        load_protocol(path)
+    computed = WHISPERS  # a `to` computed from the message stays a run-time check
+    path.write_text(computed)
+    load_protocol(path)

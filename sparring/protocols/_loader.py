@@ -363,6 +363,11 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
         for key in _keys_read(tree, "state") - declared:
             raise ProtocolError(f"{prefix}: state.{key}: the state has no such key; it has {sorted(declared)} "
                                 "(declared in `state` or set by `update`)")
+        if loc[-1] in ("to", "next") and kind == "update":
+            allowed = set(spec.roles) if loc[-1] == "to" else set(spec.roles) | set(spec.seats or ())
+            for name in _constant_results(tree) - allowed - {"", "none"}:
+                raise ProtocolError(f"{prefix}: gives {name!r}, which is no role; roles are {sorted(spec.roles)}"
+                                    + (" (or none to end)" if loc[-1] == "next" else " (or none: everyone)"))
         for attribute in _private_attributes(tree):
             raise ProtocolError(f"{prefix}: reads the attribute {attribute!r}: names starting with '_' are refused by "
                                 "the sandbox (protocols see values and the helpers, not Python's internals)")
@@ -371,6 +376,22 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
                 regex.compile(pattern)
             except regex.error as error:
                 raise ProtocolError(f"{prefix}: the regular expression {pattern!r} does not compile: {error}") from error
+
+
+def _constant_results(tree: nodes.Node) -> set[str]:
+    """The texts an expression gives where it gives a constant: ``'a'``, ``['a', 'b']``, either branch of
+    ``'a' if x else 'b'``; what is computed at run time is not looked at."""
+    def results(node: nodes.Node) -> set[str]:
+        if isinstance(node, nodes.Const) and isinstance(node.value, str):
+            return {node.value.strip()}
+        if isinstance(node, (nodes.List, nodes.Tuple)):
+            return set().union(*(results(item) for item in node.items))
+        if isinstance(node, nodes.CondExpr):
+            return results(node.expr1) | (results(node.expr2) if node.expr2 is not None else set())
+        return set()
+
+    output = tree.body[0] if tree.body else None
+    return results(output.nodes[0]) if isinstance(output, nodes.Output) and output.nodes else set()
 
 
 def _private_attributes(tree: nodes.Node) -> list[str]:
