@@ -165,7 +165,7 @@ async def test_rejected_replies_are_rows_only_when_asked(tmp_path):
      "roles.first.invalid_prompt: undefined name 'messge'"),
     ("retries: 1", "retries: -1", 9, "roles.first.retries: Input should be greater than or equal to 0"),
     ("{winner: second, reason", "{winner: third, reason", 10, "roles.first.on_invalid.winner: unknown role 'third'"),
-    ("{winner: second, reason", "{loser: first, reason", 10, "roles.first.on_invalid.loser: Extra inputs are not permitted"),
+    ("{winner: second, reason", "{loser: first, reason", 10, "roles.first.on_invalid.loser: unknown key 'loser'; the keys here are"),
     ("    valid: message | trim in ['1', '2', '3', '4', '5', '6', '7']\n    invalid_prompt", "    invalid_prompt", 7,
      "roles.first.invalid_prompt: invalid_prompt applies to invalid replies: give the role a `valid` expression too"),
 ])

@@ -277,3 +277,16 @@ def test_a_seeded_role_replays_its_episodes_on_the_embedded_model(tmp_path):
         games[run] = {e.id: [m.content for m in e.messages] for e in read_transcripts(tmp_path / run / "transcripts.jsonl")}
     assert all(games["second"][ident] == messages for ident, messages in games["first"].items())
     assert len({tuple(messages) for messages in games["second"].values()}) == 6
+
+
+@pytest.mark.parametrize(("typo", "message"), [
+    ("when:", ":9: judge.rules.0.wen: unknown key 'wen' (did you mean 'when'?); the keys here are ['reason', 'roles', 'when', 'winner']"),
+    ("max_tokens:", ":5: roles.a.sampling.max_token: unknown key 'max_token' (did you mean 'max_tokens'?)"),
+])
+def test_a_misspelt_key_is_named_with_the_closest_known_one(tmp_path, typo, message):
+    """A misspelt required key is reported as the unknown key it is, not as the missing one."""
+    text = ("name: typo\nroles:\n  a:\n    system: Hi.\n    sampling: {max_tokens: 4}\n"
+            "schedule: {order: [a], max_turns: 1}\njudge:\n  rules:\n    - when: \"true\"\n      winner: a\n"
+            "      reason: said\n")
+    wrong = {"when:": "wen:", "max_tokens:": "max_token:"}[typo]
+    assert message in load_error(text.replace(typo, wrong, 1), tmp_path)

@@ -120,7 +120,7 @@ async def test_phases_chain_schedules_and_until_ends_a_phase(tmp_path):
      "schedule.phases.0.until: undefined name 'mesage'"),
     (PHASED.replace("      order: [a, b, c]\n      max_turns", "      order: [a, d]\n      max_turns"),
      "schedule.phases.0.order.1: unknown role 'd'"),
-    (PHASED.replace("  type: phases\n  phases:", "  type: phases\n  phase:"), "schedule.phase: Extra inputs"),
+    (PHASED.replace("  type: phases\n  phases:", "  type: phases\n  phase:"), "schedule.phase: unknown key 'phase' (did you mean 'phases'?)"),
 ])
 def test_schedule_mistakes_are_reported_at_load(text, message, tmp_path):
     with pytest.raises(ProtocolError) as caught:

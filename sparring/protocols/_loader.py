@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
+import types
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -126,9 +129,7 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
     try:
         spec = ProtocolSpec.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        loc = tuple(first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
+        loc, message = _first_problem(error)
         field = ".".join(map(str, loc)) or "(top level)"
         raise ProtocolError(f"{where}:{_line(root, loc)}: {field}: {message}") from error
     _check_roles(spec, root, where)
@@ -140,6 +141,50 @@ def parse_protocol(text: str, path: Path | None = None) -> Protocol:
 
         check_environment(protocol)
     return protocol
+
+
+def _first_problem(error: ValidationError) -> tuple[tuple, str]:
+    """The location and message of the schema error to show: a key the schema does not know comes
+    first (a misspelt ``wen:`` is why ``when`` is missing), with the closest known key and the list."""
+    problems = error.errors()
+    unknown = [p for p in problems if p["type"] == "extra_forbidden"]
+    if not unknown:
+        return tuple(problems[0]["loc"]), problems[0]["msg"].removeprefix("Value error, ")
+    loc = tuple(unknown[0]["loc"])
+    missing = [str(p["loc"][-1]) for p in problems if p["type"] == "missing" and tuple(p["loc"][:-1]) == loc[:-1]]
+    known = _keys_at(ProtocolSpec, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), missing or sorted(known or ()), n=1)
+    return loc, (f"unknown key {str(loc[-1])!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                 + (f"; the keys here are {sorted(known)}" if known else ""))
+
+
+def _keys_at(model: Any, loc: tuple) -> set[str] | None:
+    """The keys the schema allows at ``loc`` (a mapping's keys and list indexes stepped over), or None."""
+    for part in loc:
+        model = _inner_model(model, part)
+        if model is None:
+            return None
+    fields = getattr(model, "model_fields", None)
+    return {info.alias or name for name, info in fields.items()} if fields is not None else None
+
+
+def _inner_model(model: Any, part: Any) -> Any:
+    fields = getattr(model, "model_fields", None)
+    if fields is not None:
+        info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        return _unwrap(info.annotation) if info is not None else None
+    origin, args = typing.get_origin(model), typing.get_args(model)
+    if origin in (dict, list, tuple) and args:
+        return _unwrap(args[-1] if origin is dict else args[0])
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` as ``X``; a union of several types stays as it is (no keys to list)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
 
 
 def _read_yaml(text: str, where: str) -> tuple[yaml.Node, Any]:
