@@ -353,7 +353,8 @@ def _check_errors(failed: int, played: int, failures: list[str], max_share: floa
                      markup=False, soft_wrap=True)
         return
     errors.print(f"error: {failed} of {played} episodes failed ({share:.0%}), more than --max-error-share "
-                 f"{max_share:.0%}; {first}. Fix the backend, then run again with --resume to replay them.",
+                 f"{max_share:.0%}; {first}. Fix what the error names (the protocol file, the model or its server), "
+                 "then run again with --resume to replay them.",
                  highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(2)
 
