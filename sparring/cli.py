@@ -279,6 +279,10 @@ def _print_summary(summary) -> None:
     speed = f"{summary.tokens_per_second:.1f} tok/s, {60 * summary.games / summary.seconds:.1f} episodes/min" if summary.seconds else ""
     skipped = f", {summary.skipped} already done" if summary.skipped else ""
     console.print(f"{decisive}{skipped}. {speed}", highlight=False)
+    if summary.other_versions:
+        errors.print(f"note: {summary.other_versions} episode(s) kept from the earlier run were played under another "
+                     f"version of {summary.protocol} (the protocol file changed since); `sparring judge` judges them "
+                     "all again under this one", highlight=False, markup=False, soft_wrap=True)
     if summary.path is not None:
         console.print(f"transcripts: {summary.path}", highlight=False)
 

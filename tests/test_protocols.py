@@ -290,3 +290,17 @@ def test_a_misspelt_key_is_named_with_the_closest_known_one(tmp_path, typo, mess
             "      reason: said\n")
     wrong = {"when:": "wen:", "max_tokens:": "max_token:"}[typo]
     assert message in load_error(text.replace(typo, wrong, 1), tmp_path)
+
+
+async def test_resuming_under_an_edited_protocol_says_how_many_episodes_it_kept_from_the_old_one(tmp_path):
+    replies = {"alice": ["hi"] * 2, "bob": ["hi"] * 2, "carol": ["hi"] * 2}
+    old = parse_protocol(GAME)
+    first = await play(old, 2, tmp_path, role_models(old, "replay", {}), clients=_replay(replies, {}))
+    assert first.other_versions == 0
+    same = await play(old, 3, tmp_path, role_models(old, "replay", {}), clients=_replay(replies, {}), resume=True)
+    assert same.skipped == 2 and same.other_versions == 0
+    edited = parse_protocol(GAME.replace("max_turns: 6", "max_turns: 3"))
+    assert edited.hash != old.hash
+    resumed = await play(edited, 4, tmp_path, role_models(edited, "replay", {}), clients=_replay(replies, {}),
+                         resume=True)
+    assert resumed.skipped == 3 and resumed.other_versions == 3

@@ -15,7 +15,8 @@ from typing import Any, Callable, Collection, Mapping
 from ..errors import ProtocolError, SparringError
 from ..runs import TRANSCRIPTS_FILE
 from ..settings import PlayConfig
-from ..transcripts import Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id
+from ..transcripts import (Episode, ProtocolRef, TranscriptWriter, completed_ids, episode_id, latest_by_id,
+                           read_transcripts)
 from ._episode import ClientFactory, EpisodeTeam
 from ._judges import Judge
 from ._loader import Protocol
@@ -39,6 +40,8 @@ class PlaySummary:
     completion_tokens: int = 0
     seconds: float = 0.0
     path: Path | None = None
+    other_versions: int = 0
+    """Of the episodes a resumed run kept, those played under another version (hash) of the protocol."""
 
     def add(self, episode: Episode) -> None:
         self.games += 1
@@ -163,6 +166,9 @@ async def play(
     indexes = _allowed_indexes(protocol, sampler, games, exclude) if exclude else range(games)
     todo = [i for i in indexes if episode_id(protocol.name, i, seed) not in done]
     summary.skipped = games - len(todo)
+    if done:
+        kept = latest_by_id(read_transcripts(path, strict=False)).values()
+        summary.other_versions = sum(e.id in done and e.protocol.hash not in (None, protocol.hash) for e in kept)
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
     # Writes (each ends in an fsync) run on one thread of their own, in order, so the games' event
