@@ -304,3 +304,14 @@ async def test_resuming_under_an_edited_protocol_says_how_many_episodes_it_kept_
     resumed = await play(edited, 4, tmp_path, role_models(edited, "replay", {}), clients=_replay(replies, {}),
                          resume=True)
     assert resumed.skipped == 3 and resumed.other_versions == 3
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("state.x is not", "bad expression: expected token 'name', got the end of the expression"),
+    ("'a' if turn > 1 else", "bad expression: unexpected end of the expression"),
+])
+def test_an_unfinished_expression_is_reported_in_the_users_terms(tmp_path, source, message):
+    """Expressions are parsed inside a wrapper; its ')' must not show in the error."""
+    text = ("name: unfinished\nroles:\n  a: {system: Hi.}\nschedule: {order: [a], max_turns: 1}\n"
+            f"judge:\n  rules:\n    - when: \"{source}\"\n      winner: a\n      reason: said\n")
+    assert f":7: judge.rules.0.when: {message}" in load_error(text, tmp_path)

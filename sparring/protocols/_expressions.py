@@ -327,6 +327,12 @@ def parse(source: str, expression: bool = False) -> nodes.Template:
         return _env.parse("{{ (" + source + ") }}" if expression else source)
     except RecursionError as error:
         raise TemplateSyntaxError("nested too deeply", 1) from error
+    except TemplateSyntaxError as error:
+        # an expression is parsed inside "{{ (...) }}": a ')' the user did not write is where it ended
+        if expression and source.count(")") == source.count("(") and error.message and "')'" in error.message:
+            raise TemplateSyntaxError(error.message.replace("got ')'", "got the end of the expression").replace(
+                "unexpected ')'", "unexpected end of the expression"), error.lineno) from error
+        raise
 
 
 def _run(where: str, source: str, work: Callable[[], Any]) -> Any:
