@@ -315,3 +315,9 @@ def test_an_unfinished_expression_is_reported_in_the_users_terms(tmp_path, sourc
     text = ("name: unfinished\nroles:\n  a: {system: Hi.}\nschedule: {order: [a], max_turns: 1}\n"
             f"judge:\n  rules:\n    - when: \"{source}\"\n      winner: a\n      reason: said\n")
     assert f":7: judge.rules.0.when: {message}" in load_error(text, tmp_path)
+
+
+def test_an_unclosed_brace_names_the_line_it_was_opened_on(tmp_path):
+    text = "name: braces\nvariables:\n  n: {values: [1, 2]\n  m: {values: [3]}\nroles:\n  a: {system: Hi.}\n"
+    assert ":4: invalid YAML: expected ',' or '}', but got '<scalar>' (while parsing a flow mapping on line 3)" in \
+        load_error(text, tmp_path)

@@ -197,9 +197,13 @@ def _read_yaml(text: str, where: str) -> tuple[yaml.Node, Any]:
         _check_nodes(root, where)
         return root, loader.construct_document(root)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
+        mark, opened = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise ProtocolError(f"{where}{line}: invalid YAML: {getattr(error, 'problem', None) or error}") from error
+        # the parser notices a missing '}' or ']' only on a later line: say where the unclosed one began
+        context = getattr(error, "context", None)
+        began = (f" ({context} on line {opened.line + 1})"
+                 if context and opened is not None and mark is not None and opened.line != mark.line else "")
+        raise ProtocolError(f"{where}{line}: invalid YAML: {getattr(error, 'problem', None) or error}{began}") from error
     except RecursionError as error:
         raise ProtocolError(f"{where}: invalid YAML: nested too deeply") from error
     finally:
