@@ -313,7 +313,7 @@ def play(
     import asyncio
 
     from .agents import ModelSpec
-    from .protocols import load_protocol, play as play_protocol, role_models
+    from .protocols import load_protocol, play as play_protocol, role_models, what_to_fix
     from .tracking import play_metrics, trackers
 
     trackers(report_to)  # a missing tracker package fails here, before any episode
@@ -341,11 +341,12 @@ def play(
             tracker.log(play_metrics(play_stats(summary.path, loaded.spec.training.drop_reasons), summary.roles),
                         step=0)
     _print_summary(summary)
-    _check_errors(summary.errors, summary.games, failures, max_error_share)
+    _check_errors(summary.errors, summary.games, failures, max_error_share, what_to_fix(loaded, failures))
 
 
-def _check_errors(failed: int, played: int, failures: list[str], max_share: float) -> None:
-    """Report failed episodes; exit with code 2 when their share is above ``max_share``."""
+def _check_errors(failed: int, played: int, failures: list[str], max_share: float,
+                  fix: str = "fix what the error names (the protocol file, the model or its server)") -> None:
+    """Report failed episodes; exit with code 2 when their share is above ``max_share``, saying ``fix``."""
     from .protocols import too_many_errors
 
     if not failed:
@@ -357,8 +358,7 @@ def _check_errors(failed: int, played: int, failures: list[str], max_share: floa
                      markup=False, soft_wrap=True)
         return
     errors.print(f"error: {failed} of {played} episodes failed ({share:.0%}), more than --max-error-share "
-                 f"{max_share:.0%}; {first}. Fix what the error names (the protocol file, the model or its server), "
-                 "then run again with --resume to replay them.",
+                 f"{max_share:.0%}; {first}. {fix[:1].upper()}{fix[1:]}, then run again with --resume to replay them.",
                  highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(2)
 

@@ -64,6 +64,9 @@ def test_error_share_sets_the_exit_code(capsys):
         _check_errors(2, 10, ["BackendError: boom"], 0.1)
     assert exit_.value.exit_code == 2
     assert "more than --max-error-share 10%" in capsys.readouterr().err
+    with pytest.raises(typer.Exit):
+        _check_errors(2, 2, ["g.yaml: judge: boom"], 0.1, "fix the protocol (g.yaml)")
+    assert "Fix the protocol (g.yaml), then run again with --resume" in capsys.readouterr().err
 
 
 @pytest.mark.slow

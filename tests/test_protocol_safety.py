@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from _games import load_error
 from sparring.cli import app
 from sparring.protocols import load_protocol, play
-from sparring.protocols._expressions import ExpressionError, compile_expression, render
+from sparring.protocols._expressions import ExpressionError, TemplateSyntaxError, compile_expression, render
 
 GAME = """\
 name: fails
@@ -167,6 +167,13 @@ def _records(out: Path) -> list[dict]:
     ("rule", "(message | attr('__class__')) is not none"),
     ("reward", "range.__self__ is defined and 1"),
     ("system", "Hi {{ item.__class__.__mro__ }}"),
+    ("rule", "messages | map(attribute='content.__class__') | list | length > 0"),
+    ("rule", "messages | map('attr', '__class__') | list | length > 0"),
+    ("rule", "messages | selectattr('__class__') | list | length > 0"),
+    ("rule", "messages | sort(attribute='__class__') | length > 0"),
+    ("rule", "messages | sum(attribute='__len__') > 0"),
+    ("rule", "message['__class__'] is defined"),
+    ("system", "{% set ns = namespace(n=0) %}{% set ns.__n = 1 %}{{ ns.n }}"),
 ])
 def test_an_internal_attribute_is_refused_at_load(field, source, tmp_path):
     error = load_error(_game(**{field: source}), tmp_path)
@@ -175,12 +182,33 @@ def test_an_internal_attribute_is_refused_at_load(field, source, tmp_path):
     assert f"bad.yaml:{where[field]}: reads the attribute" in error
 
 
-@pytest.mark.parametrize("source", ["x.__class__ is defined", "x.__class__ is not none", "(x | attr('__len__')) is none"])
+@pytest.mark.parametrize("source", [
+    "x.__class__ is defined", "x.__class__ is not none", "(x | attr('__len__')) is none",
+    # a name starting with '_' that the value does not have: Jinja would give undefined, not a refusal
+    "f.__self__ is defined", "(f | attr('__self__')) is defined", "f['__self__'] is defined", "x._nope is defined",
+    # a name computed while playing, which validation cannot see
+    "(x | attr(name)) is not none", "x[name] is not none", "(items | map(attribute=name) | list) is defined",
+    "'{0.__class__}'.format(x) is defined", "d._key is defined",
+])
 def test_a_refused_attribute_is_an_error_never_a_value(source):
     """Jinja's default gives a refused attribute an undefined value, which `is defined` and `is not
     none` test quietly; here the evaluation fails (the episode's error)."""
     with pytest.raises(ExpressionError, match="unsafe"):
-        compile_expression(source)(x="text")
+        compile_expression(source)(x="text", f=range, name="__class__", items=["a"], d={"_key": 1})
+
+
+def test_a_key_starting_with_an_underscore_is_read_with_brackets():
+    evaluate = compile_expression("[d['_key'], d['_missing'] is defined]")
+    assert evaluate(d={"_key": 1}) == [1, False]
+    with pytest.raises(ExpressionError, match=r"read the key as \['_key'\]"):
+        compile_expression("d._key")(d={"_key": 1})
+
+
+@pytest.mark.parametrize("source", ["message | random", "messages | map('random') | list"])
+def test_nothing_judges_at_random(source):
+    """A rule judges the same messages the same way every time (a re-judge, a resumed run)."""
+    with pytest.raises((ExpressionError, TemplateSyntaxError), match="random"):
+        compile_expression(source)(message="abc", messages=["ab"])
 
 
 def test_a_helper_cannot_mutate_its_arguments_either():

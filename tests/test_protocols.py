@@ -307,7 +307,7 @@ async def test_resuming_under_an_edited_protocol_says_how_many_episodes_it_kept_
 
 
 @pytest.mark.parametrize(("source", "message"), [
-    ("state.x is not", "bad expression: expected token 'name', got the end of the expression"),
+    ("state.x is not", "bad expression: unexpected end of the expression, expected 'name'"),
     ("'a' if turn > 1 else", "bad expression: unexpected end of the expression"),
 ])
 def test_an_unfinished_expression_is_reported_in_the_users_terms(tmp_path, source, message):
@@ -317,7 +317,8 @@ def test_an_unfinished_expression_is_reported_in_the_users_terms(tmp_path, sourc
     assert f":7: judge.rules.0.when: {message}" in load_error(text, tmp_path)
 
 
-def test_an_unclosed_brace_names_the_line_it_was_opened_on(tmp_path):
+def test_an_unclosed_brace_is_reported_on_its_own_line(tmp_path):
+    """The parser notices the missing '}' at the next line's key; the mistake is on the line before."""
     text = "name: braces\nvariables:\n  n: {values: [1, 2]\n  m: {values: [3]}\nroles:\n  a: {system: Hi.}\n"
-    assert ":4: invalid YAML: expected ',' or '}', but got '<scalar>' (while parsing a flow mapping on line 3)" in \
-        load_error(text, tmp_path)
+    assert (":3: invalid YAML: a ',' or the closing '}' is missing after this line's last value (the flow mapping "
+            "opened on line 3; the parser stopped on line 4") in load_error(text, tmp_path)

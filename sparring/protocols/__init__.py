@@ -3,7 +3,7 @@
 from ._episode import EpisodeTeam
 from ._judges import Judge, Outcome
 from ._loader import Protocol, builtin_names, load_protocol, named_protocol, parse_protocol
-from ._play import PlaySummary, play, role_models, too_many_errors
+from ._play import PlaySummary, is_protocol_error, play, role_models, too_many_errors, what_to_fix
 from ._rejudge import rejudge
 from ._schema import ProtocolSpec
 from ._views import TurnView, episode_views
@@ -18,6 +18,7 @@ __all__ = [
     "TurnView",
     "builtin_names",
     "episode_views",
+    "is_protocol_error",
     "load_protocol",
     "named_protocol",
     "parse_protocol",
@@ -25,4 +26,5 @@ __all__ = [
     "rejudge",
     "role_models",
     "too_many_errors",
+    "what_to_fix",
 ]

@@ -4,6 +4,12 @@ Protocol files never run Python: prompts are Jinja2 templates and rules are Jinj
 both evaluated in Jinja2's `ImmutableSandboxedEnvironment` with `StrictUndefined`:
 
 - an unknown name is an error rather than an empty string;
+- what the sandbox refuses is an error, never a value: an attribute starting with ``_`` (whether
+  or not the value has it, read as ``x._y``, ``x | attr(...)``, ``x["_y"]`` on a non-mapping or
+  ``map(attribute=...)``), an unsafe method or callable; so ``x.__class__ is defined`` fails;
+- expressions are parsed by the parser that runs them (`parse`), so what validates is what runs;
+- nothing is random: Jinja's ``random`` filter (and ``lipsum``) are removed, so a rule judges the
+  same messages the same way in play and in every re-judge;
 - the context is read-only: ``messages.append(...)``, ``d.update(...)`` and every other method
   that changes a list, dict or set are refused, so an expression can never alter a transcript,
   a later episode or a re-judge;
@@ -30,6 +36,9 @@ from typing import Any, Callable
 import regex as _re
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_attr
+from jinja2.lexer import describe_token
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import JudgeError
@@ -210,6 +219,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _tick()
+        if attribute.startswith("_"):  # refused whether or not it exists (a missing one would be undefined)
+            self.unsafe_undefined(obj, attribute)
         value = super().getattr(obj, attribute)
         if attribute in ("format", "format_map") and isinstance(obj, str):
             _check_format_widths(obj)
@@ -218,11 +229,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         """A refused attribute is an error, never a value: Jinja's default, an undefined value, would
         let ``x.__class__ is defined`` quietly be false and ``is not none`` true."""
-        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__!r} value is unsafe "
-                            "(the sandbox refuses it in a protocol)")
+        raise SecurityError(refusal(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         _tick()
+        if isinstance(argument, str) and argument.startswith("_"):
+            # ``x["_y"]`` reads a key; where there is none, Jinja would read the attribute instead
+            try:
+                return _check_size(obj[argument])
+            except (TypeError, LookupError):
+                if isinstance(obj, Mapping):
+                    return self.undefined(obj=obj, name=argument)
+                self.unsafe_undefined(obj, argument)
         return _check_size(super().getitem(obj, argument))
 
     def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
@@ -240,6 +258,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
 
 _LOOP_GUARD = "__sparring_loop__"
+
+
+def refusal(obj: Any, attribute: str) -> str:
+    """The message of a refused attribute (the sandbox's `SecurityError`)."""
+    key = isinstance(obj, Mapping) and attribute in obj
+    return (f"access to attribute {attribute!r} of a {type(obj).__name__!r} value is unsafe "
+            "(the sandbox refuses it in a protocol" + (f"; read the key as [{attribute!r}]" if key else "") + ")")
+
+
+def _attr(environment: Any, obj: Any, name: Any) -> Any:
+    """Jinja's ``attr`` filter, refusing a name starting with ``_`` also where the attribute is missing."""
+    if isinstance(name, str) and name.startswith("_"):
+        raise SecurityError(refusal(obj, name))
+    return do_attr(environment, obj, name)
+
+
+functools.update_wrapper(_attr, do_attr)  # keeps jinja_pass_arg: Jinja passes the environment first
 
 
 def _guarded_loop(items: Any):
@@ -300,12 +335,24 @@ CONTEXT_NAMES = {"role", "roles", "params", "turn", "round", "message", "message
 
 _env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False, optimized=False)
 _env.globals.pop("lipsum", None)  # builds text of any size; nothing a protocol needs
+_env.filters.pop("random", None)  # a rule must judge the same messages the same way every time (re-judging)
+_env.filters["attr"] = _attr
 _env.globals["range"] = _budgeted_range
 _env.globals[_LOOP_GUARD] = _guarded_loop
 _env.globals.update({name: _guarded(helper, name) for name, helper in HELPERS.items()})
 # also as filters: `messages | map(attribute="content") | map("extract_answer")`
 _env.filters.update(HELPERS)
 _env.filters = {name: _guarded(f, name) for name, f in _env.filters.items()}
+
+
+def filters() -> set[str]:
+    """The names of the filters templates and expressions may use (Jinja's built-ins, less ``random``, and the helpers)."""
+    return set(_env.filters)
+
+
+def tests() -> set[str]:
+    """The names of the tests (``x is even``) templates and expressions may use."""
+    return set(_env.tests)
 
 
 def undeclared_names(source: str, expression: bool = False) -> set[str]:
@@ -320,19 +367,39 @@ def undeclared_names(source: str, expression: bool = False) -> set[str]:
 def parse(source: str, expression: bool = False) -> nodes.Template:
     """The Jinja2 syntax tree of a template (or of an expression), without compiling or running it.
 
+    An expression is parsed as `compile_expression` parses it (Jinja's parser, in the state inside
+    ``{{ }}``), so what validates is what runs, and an error speaks of the expression the user wrote.
+
     Raises:
         `TemplateSyntaxError`: the source does not parse (also when it nests too deeply).
     """
     try:
-        return _env.parse("{{ (" + source + ") }}" if expression else source)
+        return _parse_expression(source) if expression else _env.parse(source)
     except RecursionError as error:
         raise TemplateSyntaxError("nested too deeply", 1) from error
+
+
+def _parse_expression(source: str) -> nodes.Template:
+    """An expression as a template printing it (what `meta` and the load checks walk)."""
+    parser = Parser(_env, source, state="variable")
+    try:
+        expression = parser.parse_expression()
+        token = parser.stream.current
+        if token.type != "eof":
+            raise TemplateSyntaxError(f"unexpected {describe_token(token)!r} after a complete expression", token.lineno)
     except TemplateSyntaxError as error:
-        # an expression is parsed inside "{{ (...) }}": a ')' the user did not write is where it ended
-        if expression and source.count(")") == source.count("(") and error.message and "')'" in error.message:
-            raise TemplateSyntaxError(error.message.replace("got ')'", "got the end of the expression").replace(
-                "unexpected ')'", "unexpected end of the expression"), error.lineno) from error
-        raise
+        message = (error.message or "").replace("unexpected 'end of template'", "unexpected end of the expression")
+        message = message.replace("end of template", "end of the expression").replace(
+            "'end of print statement'", "'}}'").rstrip(".")
+        hint = "an expression is written without {{ }}: `x > 1`, not `{{ x > 1 }}`"
+        if source.strip().startswith("{{") and source.strip().endswith("}}"):
+            message = hint
+        elif "{{" in source or "}}" in source:
+            message += f" ({hint})"
+        raise TemplateSyntaxError(message, error.lineno) from error
+    tree = nodes.Template([nodes.Output([expression], lineno=1)], lineno=1)
+    tree.set_environment(_env)
+    return tree
 
 
 def _run(where: str, source: str, work: Callable[[], Any]) -> Any:
@@ -411,4 +478,4 @@ def _short(source: str, limit: int = 120) -> str:
 
 
 __all__ = ["CONTEXT_NAMES", "HELPERS", "LIMITS", "ExpressionError", "Limits", "TemplateSyntaxError",
-           "compile_expression", "parse", "render", "undeclared_names"]
+           "compile_expression", "filters", "parse", "refusal", "render", "tests", "undeclared_names"]

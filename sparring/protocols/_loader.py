@@ -19,7 +19,7 @@ import regex
 from jinja2 import nodes
 
 from ..errors import ProtocolError, SparringError
-from ._expressions import HELPERS, TemplateSyntaxError, compile_expression, parse, undeclared_names
+from ._expressions import HELPERS, TemplateSyntaxError, compile_expression, filters, parse, tests, undeclared_names
 from ._schema import ProtocolSpec
 from ._seats import SEATS, SeatError, seating
 from ._state import initial_value
@@ -197,17 +197,53 @@ def _read_yaml(text: str, where: str) -> tuple[yaml.Node, Any]:
         _check_nodes(root, where)
         return root, loader.construct_document(root)
     except yaml.YAMLError as error:
-        mark, opened = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        # the parser notices a missing '}' or ']' only on a later line: say where the unclosed one began
-        context = getattr(error, "context", None)
-        began = (f" ({context} on line {opened.line + 1})"
-                 if context and opened is not None and mark is not None and opened.line != mark.line else "")
-        raise ProtocolError(f"{where}{line}: invalid YAML: {getattr(error, 'problem', None) or error}{began}") from error
+        raise ProtocolError(f"{where}{_yaml_problem(text, error)}") from error
     except RecursionError as error:
         raise ProtocolError(f"{where}: invalid YAML: nested too deeply") from error
     finally:
         loader.dispose()
+
+
+def _yaml_problem(text: str, error: yaml.YAMLError) -> str:
+    """``:LINE: invalid YAML: ...`` for a YAML error, LINE being where the mistake is.
+
+    The parser reports where it noticed the mistake, which can be past it: a flow collection missing
+    its ``,`` or closing ``}``/``]`` is noticed at the next value, often on a later line, so the line
+    reported is that of the last token before (the end of the entry the mark is missing after);
+    a quoted string never closed is noticed at the end of the file, so the line it opens on is reported.
+    """
+    mark, opened = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+    problem, context = getattr(error, "problem", None) or str(error), getattr(error, "context", None) or ""
+    if mark is None:
+        return f": invalid YAML: {problem}"
+    line = mark.line + 1
+    if "flow" in context and opened is not None:
+        before = _token_before(text, mark.index)
+        if before is not None and before.start_mark.line < mark.line:
+            line = max(before.start_mark.line, opened.line) + 1
+            kind = "mapping" if "mapping" in context else "sequence"
+            closing = "}" if kind == "mapping" else "]"
+            return (f":{line}: invalid YAML: a ',' or the closing {closing!r} is missing after this line's last value "
+                    f"(the flow {kind} opened on line {opened.line + 1}; the parser stopped on line {mark.line + 1}: "
+                    f"{problem})")
+    elif "quoted" in context and "end of stream" in problem and opened is not None:
+        return f":{opened.line + 1}: invalid YAML: the quoted string that opens on this line is never closed"
+    began = f" ({context} on line {opened.line + 1})" if context and opened is not None and opened.line != mark.line else ""
+    return f":{line}: invalid YAML: {problem}{began}"
+
+
+def _token_before(text: str, index: int) -> yaml.Token | None:
+    """The last YAML token that starts before character ``index`` (None if the scanner cannot reach it)."""
+    last = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= index:
+                break
+            if not isinstance(token, (yaml.KeyToken, yaml.ValueToken, yaml.BlockEndToken)):
+                last = token
+    except yaml.YAMLError:
+        pass
+    return last
 
 
 def _check_nodes(root: yaml.Node, where: str) -> None:
@@ -395,7 +431,8 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
             tree = parse(source, expression)
             names = undeclared_names(source, expression)
         except TemplateSyntaxError as error:
-            raise ProtocolError(f"{prefix}: bad {'expression' if expression else 'template'}: {error.message}") from error
+            raise ProtocolError(f"{prefix}: bad {'expression' if expression else 'template'}: "
+                                f"{_syntax_problem(error.message or '')}") from error
         given = PROVIDED[kind] | {"true", "false", "none"}
         variables = set() if kind == "labels" else set(spec.variable_names)  # labels see the speaker alone
         unknown = sorted(names - variables - given - set(HELPERS))
@@ -421,10 +458,31 @@ def _check_templates(spec: ProtocolSpec, root, where: str) -> None:
             raise ProtocolError(f"{prefix}: reads the attribute {attribute!r}: names starting with '_' are refused by "
                                 "the sandbox (protocols see values and the helpers, not Python's internals)")
         for pattern in _constant_patterns(tree):
+            if "\b" in pattern:
+                raise ProtocolError(
+                    f"{prefix}: the regular expression {pattern!r} holds a backspace character where a word boundary "
+                    r"\b was probably meant: its backslash was decoded once too often (a double-quoted YAML string "
+                    r"decodes backslashes, then the expression's string does). Write \\b in an unquoted or "
+                    r"single-quoted YAML string or a block (>-), \\\\b in a double-quoted one")
             try:
                 regex.compile(pattern)
             except regex.error as error:
                 raise ProtocolError(f"{prefix}: the regular expression {pattern!r} does not compile: {error}") from error
+
+
+def _syntax_problem(message: str) -> str:
+    """A Jinja syntax error's message, with the closest known name for an unknown filter or test."""
+    message = message.rstrip(".")
+    unknown = regex.match(r"No (filter|test) named '([^']*)'", message)
+    if unknown is None:
+        return message
+    kind, name = unknown.groups()
+    if kind == "filter" and name == "random":
+        return (f"{message} (a rule must judge the same messages the same way each time, so there is no `random`; "
+                "draw random values as variables)")
+    known = sorted(filters() if kind == "filter" else tests())
+    close = difflib.get_close_matches(name, known, n=1)
+    return message + (f" (did you mean {close[0]!r}?)" if close else f"; the {kind}s are {known}")
 
 
 def _constant_results(tree: nodes.Node) -> set[str]:
@@ -443,14 +501,31 @@ def _constant_results(tree: nodes.Node) -> set[str]:
     return results(output.nodes[0]) if isinstance(output, nodes.Output) and output.nodes else set()
 
 
+# Filters that read an attribute of each item, and the position of that argument (after the value);
+# each also takes it as ``attribute=``.
+_ATTRIBUTE_ARGUMENTS = {"attr": 0, "selectattr": 0, "rejectattr": 0, "groupby": 0, "sum": 0, "sort": 2,
+                        "unique": 1, "min": 1, "max": 1, "map": None}
+
+
 def _private_attributes(tree: nodes.Node) -> list[str]:
-    """The attributes starting with ``_`` that a template reads (``x.__class__``, ``x | attr('_y')``):
+    """The attributes starting with ``_`` that a template reads where it names them as constants
+    (``x.__class__``, ``x | attr('_y')``, ``map(attribute='a.__dict__')``, ``x['__class__']``, ``ns._n``):
     the sandbox refuses every one, so a protocol using one can never run."""
-    found = [node.attr for node in tree.find_all(nodes.Getattr) if node.attr.startswith("_")]
+    found = [node.attr for node in tree.find_all((nodes.Getattr, nodes.NSRef)) if node.attr.startswith("_")]
+    for node in tree.find_all(nodes.Getitem):  # a dunder is no data key: x["__class__"] reads the attribute
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("__"):
+            found.append(node.arg.value)
     for node in tree.find_all(nodes.Filter):
-        if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
-            if str(node.args[0].value).startswith("_"):
-                found.append(str(node.args[0].value))
+        if node.name not in _ATTRIBUTE_ARGUMENTS:
+            continue
+        position = _ATTRIBUTE_ARGUMENTS[node.name]
+        if node.name == "map" and node.args and isinstance(node.args[0], nodes.Const) and node.args[0].value == "attr":
+            position = 1  # map("attr", "name")
+        arguments = [keyword.value for keyword in node.kwargs if keyword.key == "attribute"]
+        arguments += [node.args[position]] if position is not None and len(node.args) > position else []
+        for argument in arguments:
+            if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+                found += [part for part in argument.value.split(".") if part.startswith("_")]
     return found
 
 

@@ -216,9 +216,36 @@ def _hits(value: Any, values: Collection) -> bool:
 
 
 def error_line(failure: BaseException) -> str:
-    """A failure as the one line a transcript records: our errors as they say it, others with their type."""
+    """A failure as the one line a transcript records: our errors as they say it, others with their type
+    (without a closing period, so a sentence can follow it)."""
     text = str(failure) if isinstance(failure, SparringError) else f"{type(failure).__name__}: {failure}"
-    return " ".join(text.split()) or type(failure).__name__
+    return " ".join(text.split()).rstrip(".") or type(failure).__name__
+
+
+def is_protocol_error(protocol: Protocol, error: str) -> bool:
+    """Whether an episode's error line is the protocol's: a template, rule, reward or schedule of it
+    failed (such errors start with `Protocol.where`'s ``FILE: field``), not a backend or a model."""
+    return error.startswith(protocol.where(""))
+
+
+def what_to_fix(protocol: Protocol, errors: Collection[str]) -> str:
+    """What a run stopped by failed episodes should fix before ``--resume`` replays them, from their error lines.
+
+    Example:
+        >>> from sparring.protocols import load_protocol
+        >>> game = load_protocol("twenty_questions")
+        >>> what_to_fix(game, [f"{game.where('judge.rules.0.when')}: 'x / 0': ZeroDivisionError"]).split(" (")[0]
+        'fix the protocol'
+        >>> what_to_fix(game, ["openai:m@http://h/v1: connection refused"])
+        'fix the backend (the model or its server)'
+    """
+    own = sum(is_protocol_error(protocol, error) for error in errors)
+    where = protocol.path or protocol.name
+    if errors and own == len(errors):
+        return f"fix the protocol ({where})"
+    if not own:
+        return "fix the backend (the model or its server)"
+    return f"fix the protocol ({where}; {own} of the {len(errors)} errors are its) and the backend (the model or its server)"
 
 
 def _speakers(protocol: Protocol) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ..errors import JudgeError, SparringError, TranscriptError
 from ..transcripts import ProtocolRef, latest_by_id, read_transcripts
 from ._judges import Judge
 from ._loader import Protocol
-from ._play import PlaySummary
+from ._play import PlaySummary, error_line
 from ._schedule import schedule_rounds
 from ._state import with_states
 
@@ -116,8 +116,9 @@ def rejudge(
                     update = {"outcome": outcome.record(protocol),
                               "rewards": judge.rewards(outcome, episode.variables, messages)}
                 except SparringError as error:
-                    summary.failures.append(f"{episode.id}: {error}")
-                    update = {"status": "error", "error": f"judging failed: {error}", "outcome": None, "rewards": {}}
+                    line = error_line(error)
+                    summary.failures.append(f"{episode.id}: {line}")
+                    update = {"status": "error", "error": f"judging failed: {line}", "outcome": None, "rewards": {}}
                 episode = episode.model_copy(update={"protocol": ref, **update})
             summary.add(episode)
             if file is not None:
