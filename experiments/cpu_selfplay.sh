@@ -5,7 +5,9 @@
 #          after each epoch (per-role win rates, p-values, verdict);
 #   saie   3 epochs of SAIE (both stances) and of plain SFT on the gold rationales of the same
 #          questions (ARMS adds the supportive-only and adversarial-only arms), each scored on the
-#          same held-out arithmetic by the learner alone, then compared arm against arm;
+#          same held-out arithmetic by the learner alone, then compared arm against arm
+#          (ARMS adds gold-sft-matched: plain SFT on as many gold rationales per epoch as SAIE's
+#          largest epoch had rows, MATCHED_QUESTIONS, so it trains at least as many steps);
 #          QUESTION_SET=addition (the default) plays two-number sums ("What is 48+34?"), which
 #          the 135M model sometimes gets right; QUESTION_SET=arithmetic plays Du et al.'s
 #          a+b*c+d-e*f, which it never does (docs/experiments.md).
@@ -15,7 +17,8 @@
 # docs/experiments.md measured on a 2-core machine:
 #   PROTOCOL (adversarial_taboo_spag)  GAMES (64)  EVAL_GAMES (96)   for spag
 #   QUESTIONS (64)  EVAL_QUESTIONS (200)  WARMUP (32)  QUESTION_SET (addition)   for saie
-#   ARMS ("both gold-sft"; also supportive, adversarial: the one-stance baselines)   for saie
+#   ARMS ("both gold-sft"; also supportive, adversarial: the one-stance baselines;
+#         gold-sft-matched: the step-matched SFT control)  MATCHED_QUESTIONS (124)   for saie
 #   EPOCHS (3)
 # Usage: bash experiments/cpu_selfplay.sh [spag|saie|all] [extra selfplay options...]
 set -euo pipefail
@@ -72,12 +75,17 @@ PY
             both) run "$prefix-both" "${saie[@]}" "$@" ;;
             supportive|adversarial) run "$prefix-$arm" "${saie[@]}" --set "stance=$arm" "$@" ;;
             gold-sft) run "$prefix-gold-sft" "${saie[@]}" --kind gold-sft "$@" ;;
-            *) echo "ARMS: unknown arm '$arm' (both, supportive, adversarial, gold-sft)" >&2; exit 2 ;;
+            gold-sft-matched)  # the last --games wins
+                run "$prefix-gold-sft-matched" "${saie[@]}" --kind gold-sft --games "${MATCHED_QUESTIONS:-124}" "$@" ;;
+            *) echo "ARMS: unknown arm '$arm' (both, supportive, adversarial, gold-sft, gold-sft-matched)" >&2
+               exit 2 ;;
         esac
     done
-    for arm in ${ARMS:-both gold-sft}; do  # each discussion arm against plain SFT, question by question
-        if [ "$arm" != gold-sft ] && [ -d "$out/$prefix-gold-sft" ]; then
-            "$sparring" eval compare "$out/$prefix-$arm" "$out/$prefix-gold-sft"
-        fi
+    for arm in ${ARMS:-both gold-sft}; do  # each discussion arm against each SFT arm, question by question
+        for control in gold-sft gold-sft-matched; do
+            if [ "${arm#gold-sft}" = "$arm" ] && [ -d "$out/$prefix-$control" ]; then
+                "$sparring" eval compare "$out/$prefix-$arm" "$out/$prefix-$control"
+            fi
+        done
     done
 fi
