@@ -331,6 +331,19 @@ def test_saie_run_shows_accuracy_question_and_gold_answer(tmp_path):
     assert "What is 2+3*4?" in html and "gold answer" in html and "single agent 62% [31%, 86%]" in html
 
 
+def test_an_epoch_that_plays_no_games_is_not_noted_as_unplayed(tmp_path):
+    """A gold-SFT epoch (epoch.json's play is null) trains on gold rationales and plays nothing; an epoch
+    still running (no epoch.json) is noted."""
+    methods = {"learner_prompt": {"correct": 5, "total": 8, "accuracy": 5 / 8, "ci": list(wilson_interval(5, 8))}}
+    (tmp_path / "epoch_1" / "eval").mkdir(parents=True)
+    (tmp_path / "epoch_1" / "epoch.json").write_text(json.dumps({
+        "epoch": 1, "model": MODEL, "trained": True, "note": "", "next_model": MODEL, "play": None,
+        "data": {"kind": "sft", "rows": 8}, "train": None, "eval": {"questions": 8, "methods": methods}}))
+    (tmp_path / "epoch_2").mkdir()
+    notes = "\n".join(build_report(tmp_path, tmp_path / "report.html").missing)
+    assert "epoch 1: no games" not in notes and "epoch 2: no games/transcripts.jsonl (no games played yet)" in notes
+
+
 @pytest.mark.slow
 def test_report_command(selfplay_run, tmp_path):
     runner = CliRunner()

@@ -257,7 +257,7 @@ def _epoch(number: int, folder: Path, missing: list[str], root: Path) -> Group:
         missing.append(f"{where}: no {EPOCH_FILE} (the epoch was interrupted or is still running)")
     if (folder / GAMES_DIR / TRANSCRIPTS).is_file():
         group.games = _episodes(folder / GAMES_DIR / TRANSCRIPTS, missing, root)
-    elif number > 0:
+    elif number > 0 and not ("play" in info and info["play"] is None):  # play None: an epoch that plays no games (gold-sft)
         missing.append(f"{where}: no {GAMES_DIR}/{TRANSCRIPTS} (no games played yet)")
     group.stats = PlayStats.of(group.games, info.get("play") if isinstance(info.get("play"), dict) else None)
     group.training_log = _json(folder / ADAPTER_DIR / TRAINING_LOG_FILE, missing, root, list)
