@@ -15,7 +15,7 @@
 # Each run is a `sparring selfplay` directory under runs/experiments/ (run it again to resume after a
 # kill; OUT moves them), followed by its HTML report. Sizes come from the environment; the defaults are what
 # docs/experiments.md measured on a 2-core machine:
-#   PROTOCOL (adversarial_taboo_spag)  GAMES (64)  EVAL_GAMES (96)   for spag
+#   PROTOCOL (adversarial_taboo_spag)  GAMES (64)  EVAL_GAMES (160: +-5 points at a 10% win rate)   for spag
 #   QUESTIONS (64)  EVAL_QUESTIONS (200)  WARMUP (32)  QUESTION_SET (addition)   for saie
 #   ARMS ("both gold-sft"; also supportive, adversarial: the one-stance baselines;
 #         gold-sft-matched: the step-matched SFT control)  MATCHED_QUESTIONS (124)   for saie
@@ -38,7 +38,7 @@ run() {  # NAME, then selfplay options
 
 if [ "$what" = spag ] || [ "$what" = all ]; then
     run spag --protocol "${PROTOCOL:-adversarial_taboo_spag}" --games "${GAMES:-64}" \
-        --eval-games "${EVAL_GAMES:-96}" "$@"
+        --eval-games "${EVAL_GAMES:-160}" "$@"
 fi
 if [ "$what" = saie ] || [ "$what" = all ]; then
     saie=(--games "${QUESTIONS:-64}" --eval-games "${EVAL_QUESTIONS:-200}" --warmup "${WARMUP:-32}")
