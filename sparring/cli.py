@@ -344,8 +344,7 @@ def play(
     _check_errors(summary.errors, summary.games, failures, max_error_share, what_to_fix(loaded, failures))
 
 
-def _check_errors(failed: int, played: int, failures: list[str], max_share: float,
-                  fix: str = "fix what the error names (the protocol file, the model or its server)") -> None:
+def _check_errors(failed: int, played: int, failures: list[str], max_share: float, fix: str) -> None:
     """Report failed episodes; exit with code 2 when their share is above ``max_share``, saying ``fix``."""
     from .protocols import too_many_errors
 

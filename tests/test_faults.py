@@ -58,10 +58,11 @@ def test_a_client_error_is_not_retried(server, tmp_path):
 
 
 def test_error_share_sets_the_exit_code(capsys):
-    _check_errors(1, 10, ["BackendError: boom"], 0.1)  # 10%: a warning, exit code 0
+    backend = "fix the backend (the model or its server)"  # what `what_to_fix` says of backend errors
+    _check_errors(1, 10, ["BackendError: boom"], 0.1, backend)  # 10%: a warning, exit code 0
     assert "warning: 1 of 10 episodes failed" in capsys.readouterr().err
     with pytest.raises(typer.Exit) as exit_:
-        _check_errors(2, 10, ["BackendError: boom"], 0.1)
+        _check_errors(2, 10, ["BackendError: boom"], 0.1, backend)
     assert exit_.value.exit_code == 2
     assert "more than --max-error-share 10%" in capsys.readouterr().err
     with pytest.raises(typer.Exit):
