@@ -127,6 +127,8 @@ def test_bad_settings_name_the_option():
         SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), games=0)
     with pytest.raises(TrainingError, match="needs a protocol with a 'learner' role"):
         SelfPlay(SelfPlayConfig(protocol="adversarial_taboo", model="hf:smollm2-135m", out=Path("x"), kind="saie"))
+    with pytest.raises(TrainingError, match="needs local weights"):  # before any game is played against it
+        SelfPlay(SelfPlayConfig(protocol="adversarial_taboo", model="openai:base@http://127.0.0.1:9/v1", out=Path("x")))
 
 
 @pytest.mark.slow

@@ -85,7 +85,9 @@ class SelfPlay:
         if self.kind == "spag" and len(roles) < 2:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
-        ModelSpec.parse(config.model)  # a bad spec fails here, before anything is played
+        if ModelSpec.parse(config.model).scheme != "hf":  # a bad spec fails here, before anything is played
+            raise TrainingError(f"--model {config.model}: self-play trains this model, so it needs local weights "
+                                "(an hf: spec); a served or API model can be the SAIE partner (--partner)")
         if config.bench_tasks:
             require_lm_eval()
         self.trackers = trackers(config.report_to)
