@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..agents._spec import check_adapter_dir, resolve_model_dir
+from ..agents._spec import ModelSpec, check_adapter_dir, resolve_model_dir
 from ..errors import BackendError, TrainingError
 from ..runs import TRAINING_LOG_FILE
 from ._config import TrainConfig
@@ -20,6 +20,14 @@ def training_dtype():
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def require_local_weights(model: str) -> ModelSpec:
+    """The parsed spec of ``model``, which is to be trained: a `TrainingError` unless it is an ``hf:`` spec."""
+    spec = ModelSpec.parse(model)
+    if spec.scheme != "hf":
+        raise TrainingError(f"--model {model}: training needs local weights (an hf: spec)")
+    return spec
 
 
 def load_for_training(config: TrainConfig):
@@ -40,9 +48,7 @@ def load_for_training(config: TrainConfig):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    spec = config.spec
-    if spec.scheme != "hf":
-        raise TrainingError(f"--model {config.model}: training needs local weights (an hf: spec)")
+    spec = require_local_weights(config.model)
     adapter = check_adapter_dir(spec.adapter) if spec.adapter else None
     source = resolve_model_dir(spec.model)
     try:

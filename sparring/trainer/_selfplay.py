@@ -26,7 +26,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-from ..agents import ModelSpec
 from ..errors import TrainingError
 from ..evaluation._bench import read_bench, require_lm_eval, same_settings
 from ..evaluation._learner import LEARNER_PROMPT, correct_by_question, eval_learner
@@ -39,6 +38,7 @@ from ..runs import (ACCURACY_FILE, ADAPTER_DIR, BASELINE_DIR, BENCH_FILE, DATA_D
 from ..tracking import TENSORBOARD_DIR, TRAIN_RUN, epoch_metrics, open_tracker, tensorboard_logging_dir, trackers
 from ..transcripts import latest_by_id, read_transcripts
 from ._config import SelfPlayConfig, TrainConfig, TrainResult, trained_spec
+from ._model import require_local_weights
 from ._presets import imitation_preset, preset_settings
 
 SETTINGS_FILE = SELFPLAY_FILE  # the names of a run's files: `sparring.runs`
@@ -85,9 +85,7 @@ class SelfPlay:
         if self.kind == "spag" and len(roles) < 2:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
-        if ModelSpec.parse(config.model).scheme != "hf":  # a bad spec fails here, before anything is played
-            raise TrainingError(f"--model {config.model}: self-play trains this model, so it needs local weights "
-                                "(an hf: spec); a served or API model can be the SAIE partner (--partner)")
+        require_local_weights(config.model)  # a bad or untrainable spec fails here, before anything is played
         if config.bench_tasks:
             require_lm_eval()
         self.trackers = trackers(config.report_to)
