@@ -157,7 +157,7 @@ def test_one_long_prompt_then_64_concurrent_requests_stay_within_a_fixed_memory(
         long = engine.encode_chat([{"role": "user", "content": "Summarise: " + "the cat sat on the mat. " * 900}])
         async def main():
             await engine.generate(long, SamplingParams(temperature=0, max_tokens=8))
-            prompts = [engine.encode_chat([{"role": "user", "content": f"Story {i}: " + "once upon a time " * 60}])
+            prompts = [engine.encode_chat([{"role": "user", "content": f"Story {i}: " + "once upon a time " * 15}])
                        for i in range(64)]
             replies = await asyncio.gather(*(engine.generate(p, SamplingParams(max_tokens=32, seed=i))
                                              for i, p in enumerate(prompts)))
