@@ -108,12 +108,14 @@ def _write_config(ctx: typer.Context, folder: Path) -> None:
 
 
 def _progress():
-    """A transient progress bar: what runs, done of total, time so far and the estimated time left."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """A transient progress bar (what runs, done of total, time so far and the estimated time left), or
+    plain lines where the output is no terminal (`sparring.progress`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+    from .progress import progress_display
+
+    return progress_display(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
 
 
 def _bar_hooks(progress, description: str) -> dict:

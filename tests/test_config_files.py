@@ -31,6 +31,7 @@ def test_play_from_a_config_file_on_the_embedded_model(tmp_path):
     assert result.exit_code == 0, result.output
     episodes = list(read_transcripts(out / "transcripts.jsonl"))
     assert len(episodes) == 2
+    assert "2/2" in result.output  # progress as plain lines: the output is no terminal
     effective = yaml.safe_load((out / EFFECTIVE_CONFIG).read_text())
     assert effective["seed"] == 7 and effective["games"] == 2 and effective["max_error_share"] == 0.5
     assert effective["model"] == "hf:smollm2-135m"  # a default, written out too

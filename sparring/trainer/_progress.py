@@ -1,4 +1,5 @@
-"""A progress bar of training: optimiser steps done of all, time so far, the estimated time left, the loss."""
+"""A progress bar of training: optimiser steps done of all, time so far, the estimated time left, the loss
+(plain lines where the output is no terminal)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ class StepProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero or not state.max_steps:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich import get_console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                  TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[loss]}"),
-                                  console=self._console, transient=True)
+        from ..progress import progress_display
+
+        self._progress = progress_display(
+            self._console or get_console(), TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
         self._progress.start()
         self._task = self._progress.add_task("training", total=state.max_steps, loss="")
 
