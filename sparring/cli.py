@@ -587,7 +587,8 @@ def selfplay(
             else:
                 progress.advance(tasks[stage])
 
-        records = SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False),
+        # soft_wrap: a line of a log stays one line (the terminal wraps it where it must)
+        records = SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False, soft_wrap=True),
                            on_episode=on_episode).run()
     console.print(f"run directory: {out} (report: sparring report {out})", highlight=False)
     console.print(final_verdict(records), highlight=False, markup=False, soft_wrap=True)
@@ -861,7 +862,8 @@ def train(
     if regenerate:
         from .trainer import train_saie_regenerated
 
-        result = train_saie_regenerated(config, protocol, report=lambda line: console.print(line, highlight=False))
+        result = train_saie_regenerated(config, protocol, report=lambda line: console.print(line, highlight=False,
+                                                                                           soft_wrap=True))
     else:
         result = run_training(config)
     from accelerate import PartialState
