@@ -33,7 +33,7 @@ class _Task:
     fields: dict[str, Any]
     completed: float = 0
     started: float = field(default_factory=time.monotonic)
-    shown: int = 0  # tenths of the total already printed
+    shown: int = 0  # how many of its LINES_PER_TASK lines are printed
 
 
 class LineProgress:
@@ -75,7 +75,7 @@ class LineProgress:
 
     def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
                advance: float | None = None, description: str | None = None, **fields: Any) -> None:
-        """Change a task as rich's `Progress.update` does; print a line if it reached another tenth."""
+        """Change a task as rich's `Progress.update` does; print a line if it reached its next step."""
         task = self._tasks[task_id]
         if total is not None:
             task.total = total
