@@ -108,14 +108,16 @@ def _write_config(ctx: typer.Context, folder: Path) -> None:
 
 
 def _progress():
-    """A transient progress bar (what runs, done of total, time so far and the estimated time left), or
-    plain lines where the output is no terminal (`sparring.progress`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+    """A transient progress bar on the CLI's console, or plain lines where it is no terminal (`sparring.progress`)."""
     from .progress import progress_display
 
-    return progress_display(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    return progress_display(console)
+
+
+def _line_printer(target: Console):
+    """A ``report`` callback printing each line to ``target`` as it is (soft_wrap: a line stays one
+    line in a log; a terminal wraps it where it must)."""
+    return lambda line: target.print(line, highlight=False, soft_wrap=True)
 
 
 def _bar_hooks(progress, description: str) -> dict:
@@ -587,8 +589,7 @@ def selfplay(
             else:
                 progress.advance(tasks[stage])
 
-        # soft_wrap: a line of a log stays one line (the terminal wraps it where it must)
-        records = SelfPlay(config, report=lambda line: progress.console.print(line, highlight=False, soft_wrap=True),
+        records = SelfPlay(config, report=_line_printer(progress.console),
                            on_episode=on_episode).run()
     console.print(f"run directory: {out} (report: sparring report {out})", highlight=False)
     console.print(final_verdict(records), highlight=False, markup=False, soft_wrap=True)
@@ -862,8 +863,7 @@ def train(
     if regenerate:
         from .trainer import train_saie_regenerated
 
-        result = train_saie_regenerated(config, protocol, report=lambda line: console.print(line, highlight=False,
-                                                                                           soft_wrap=True))
+        result = train_saie_regenerated(config, protocol, report=_line_printer(console))
     else:
         result = run_training(config)
     from accelerate import PartialState

@@ -17,13 +17,16 @@ LINES_PER_TASK = 10
 """How many lines a task of known total prints at most, evenly spaced (the last at its end)."""
 
 
-def progress_display(console, *columns):
-    """A rich `Progress` with ``columns`` on ``console`` (transient), or a `LineProgress` where the console is no terminal."""
+def progress_display(console, *extra_columns):
+    """A transient rich `Progress` on ``console`` (what runs, done of total, time so far, the estimated
+    time left, then ``extra_columns``), or a `LineProgress` where the console is no terminal."""
     if not console.is_terminal:
         return LineProgress(console)
-    from rich.progress import Progress
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
-    return Progress(*columns, console=console, transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), *extra_columns, console=console, transient=True)
 
 
 @dataclass

@@ -19,13 +19,11 @@ class StepProgress(TrainerCallback):
         if not state.is_world_process_zero or not state.max_steps:
             return
         from rich import get_console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import TextColumn
 
         from ..progress import progress_display
 
-        self._progress = progress_display(
-            self._console or get_console(), TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[loss]}"))
+        self._progress = progress_display(self._console or get_console(), TextColumn("{task.fields[loss]}"))
         self._progress.start()
         self._task = self._progress.add_task("training", total=state.max_steps, loss="")
 
