@@ -419,8 +419,9 @@ def debate(
     seed: int = _setting(QAConfig, "seed", "--seed"),
     resume: bool = _setting(QAConfig, "resume", "--resume/--no-resume"),
 ) -> None:
-    """Multi-agent debate (Du et al. 2023) against a single agent, a majority vote and a single agent reflecting
-    on its own answers for the same rounds (Du et al.'s reflection baseline), on the same questions.
+    """Multi-agent debate (Du et al. 2023) against its baselines on the same questions.
+
+    Baselines: one agent, a majority vote, and one agent reflecting for as many rounds (Du et al.'s reflection).
 
     The same as `sparring eval qa --debate` (with its defaults for the questions and the model).
     """
