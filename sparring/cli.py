@@ -317,7 +317,7 @@ def play(
     import asyncio
 
     from .agents import ModelSpec
-    from .protocols import load_protocol, play as play_protocol, role_models, what_to_fix
+    from .protocols import check_play, load_protocol, play as play_protocol, role_models, what_to_fix
     from .tracking import play_metrics, trackers
 
     trackers(report_to)  # a missing tracker package fails here, before any episode
@@ -325,8 +325,9 @@ def play(
     models = role_models(loaded, model, _pairs(role, "--role"))
     for spec in sorted(set(models.values())):
         ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
-    _write_config(ctx, out)
     overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
+    check_play(loaded, out, overrides, seed, resume)  # nor is the run_config.yaml of a run in OUT replaced
+    _write_config(ctx, out)
     with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
         task = progress.add_task(f"playing {loaded.name}", total=games)
         failures: list[str] = []

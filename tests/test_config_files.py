@@ -141,3 +141,18 @@ def test_a_bad_config_file_is_a_clear_error(tmp_path, captured_selfplay, text, m
     text = " ".join(result.output.replace("│", " ").split())
     assert message in text and str(config.name) in text
     assert not captured_selfplay and not (tmp_path / "out").exists()
+
+
+def test_a_refused_play_leaves_the_run_config_of_its_folder_alone(tmp_path):
+    out = tmp_path / "run"
+    typo = CliRunner().invoke(app, ["play", "adversarial_taboo", "--set", "tagret=cat", "--out", str(out)])
+    assert typo.exit_code != 0 and "--set tagret: adversarial_taboo has no such variable (did you mean 'target'?)" \
+        in typo.output, typo.output
+    assert not out.exists()  # nothing written for a command that did not run
+
+    out.mkdir()
+    (out / "transcripts.jsonl").write_text('{"id": "x"}\n')
+    (out / EFFECTIVE_CONFIG).write_text("games: 64\n")
+    again = CliRunner().invoke(app, ["play", "adversarial_taboo", "--games", "2", "--out", str(out)])
+    assert again.exit_code != 0 and "pass --resume" in again.output, again.output
+    assert (out / EFFECTIVE_CONFIG).read_text() == "games: 64\n"  # the earlier run's settings are kept

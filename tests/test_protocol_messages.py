@@ -38,11 +38,22 @@ def _rule(when: str) -> str:
     ("name: x\nroles:\n  a: {system: Hi,\n      prompt: Go\n      sees: all}\n", 4, "a ',' or the closing '}'"),
     ("name: x\nroles:\n  a: {system: Hi.\n", 3, "the closing '}' is missing"),
     ("name: x\nroles:\n  a:\n    system: \"Hi.\n    prompt: Go\n", 4, "quoted string that opens on this line is never closed"),
+    ("name: x\nroles:\n  a:\n    system: \"Hi.\n    prompt: Go\ndescription: \"A game\"\n", 4,
+     "not closed on it (it runs on to the next \" on line 6"),
     ("name: x\nroles:\n  a:\n    system: Hi.\n     prompt: Go\n", 5, "invalid YAML"),
+    ("name: x\nroles:\n  a:\n    system: Hi.\n   prompt: Go\n", 5, "indent it like the keys beside it"),
+    ("name: x\nroles:\n  a:\n\tsystem: Hi.\n", 4, "replace the tab with spaces"),
 ])
 def test_a_yaml_mistake_is_reported_on_its_line(tmp_path, text, line, says):
     error = load_error(text, tmp_path)
     assert error.startswith(f"{tmp_path / 'bad.yaml'}:{line}: invalid YAML") and says in error, error
+
+
+@pytest.mark.parametrize("sees", ["a", "3"])
+def test_a_value_of_none_of_a_fields_types_is_one_message_naming_the_field(tmp_path, sees):
+    error = load_error(GAME.format(when="turn > 0").replace("    system: Hi.", f"    system: Hi.\n    sees: {sees}"),
+                       tmp_path)
+    assert error == f"{tmp_path / 'bad.yaml'}:5: roles.a.sees: Input should be 'all' or a valid list", error
 
 
 # --- expressions: parsed as they run, errors in the user's terms -----------------------------------

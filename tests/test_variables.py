@@ -51,8 +51,11 @@ def test_overrides_and_their_errors(tmp_path):
     assert VariableSampler(protocol, {"colour": "violet"}).sample(0)["colour"] == "violet"
     with pytest.raises(ProtocolError, match="has no such variable"):
         VariableSampler(protocol, {"flavour": "x"})
+    with pytest.raises(ProtocolError, match=r"--set colur: .* has no such variable \(did you mean 'colour'\?\)"):
+        VariableSampler(protocol, {"colur": "red"})
     (tmp_path / "facts.jsonl").write_text('{"text": "ok"}\n{"txt": "typo"}\n')
-    with pytest.raises(ProtocolError, match="record 2 has no field 'text'"):
+    with pytest.raises(ProtocolError,
+                       match=r"variables.fact.field: .*facts.jsonl record 2 has no field 'text'; its fields are \['txt'\]"):
         VariableSampler(protocol)
 
 

@@ -3,7 +3,7 @@
 from ._episode import EpisodeTeam
 from ._judges import Judge, Outcome
 from ._loader import Protocol, builtin_names, load_protocol, named_protocol, parse_protocol
-from ._play import PlaySummary, is_protocol_error, play, role_models, too_many_errors, what_to_fix
+from ._play import PlaySummary, check_play, is_protocol_error, play, role_models, too_many_errors, what_to_fix
 from ._rejudge import rejudge
 from ._schema import ProtocolSpec
 from ._views import TurnView, episode_views
@@ -17,6 +17,7 @@ __all__ = [
     "ProtocolSpec",
     "TurnView",
     "builtin_names",
+    "check_play",
     "episode_views",
     "is_protocol_error",
     "load_protocol",

@@ -149,13 +149,25 @@ def _first_problem(error: ValidationError) -> tuple[tuple, str]:
     problems = error.errors()
     unknown = [p for p in problems if p["type"] == "extra_forbidden"]
     if not unknown:
-        return tuple(problems[0]["loc"]), problems[0]["msg"].removeprefix("Value error, ")
+        loc = _field_path(problems[0]["loc"])
+        messages = [p["msg"].removeprefix("Value error, ") for p in problems if _field_path(p["loc"]) == loc]
+        # a value that fits none of a union's types: one error per type, said as one
+        first, *others = dict.fromkeys(messages)
+        return loc, " or ".join([first, *(m.removeprefix("Input should be ") for m in others)])
     loc = tuple(unknown[0]["loc"])
     missing = [str(p["loc"][-1]) for p in problems if p["type"] == "missing" and tuple(p["loc"][:-1]) == loc[:-1]]
     known = _keys_at(ProtocolSpec, loc[:-1])
     close = difflib.get_close_matches(str(loc[-1]), missing or sorted(known or ()), n=1)
     return loc, (f"unknown key {str(loc[-1])!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                  + (f"; the keys here are {sorted(known)}" if known else ""))
+
+
+_UNION_BRANCH = regex.compile(r"(literal|list|dict|tuple|set|int|float|str|bool|none|function-[a-z]+|[a-z]+-union)(\[.*\])?")
+
+
+def _field_path(loc: tuple) -> tuple:
+    """An error's location without the names pydantic gives a union's branches (``literal['all']``)."""
+    return tuple(part for part in loc if not (isinstance(part, str) and _UNION_BRANCH.fullmatch(part)))
 
 
 def _keys_at(model: Any, loc: tuple) -> set[str] | None:
@@ -228,8 +240,36 @@ def _yaml_problem(text: str, error: yaml.YAMLError) -> str:
                     f"{problem})")
     elif "quoted" in context and "end of stream" in problem and opened is not None:
         return f":{opened.line + 1}: invalid YAML: the quoted string that opens on this line is never closed"
+    else:
+        quoted = _multiline_quoted_before(text, mark.index)
+        if quoted is not None and quoted.end_mark.line >= mark.line - 1:
+            return (f":{quoted.start_mark.line + 1}: invalid YAML: the quoted string that opens on this line is "
+                    f"not closed on it (it runs on to the next {quoted.style} on line {quoted.end_mark.line + 1}, "
+                    f"where the parser stopped: {problem}); close it on its own line")
     began = f" ({context} on line {opened.line + 1})" if context and opened is not None and opened.line != mark.line else ""
-    return f":{line}: invalid YAML: {problem}{began}"
+    hint = next((hint for start, hint in _PROBLEM_HINTS if problem.startswith(start)), "")
+    return f":{line}: invalid YAML: {problem}{began}{hint}"
+
+
+_PROBLEM_HINTS = [  # the parser's wording of a common mistake, and what to do about it
+    ("found character '\\t'", "; YAML indents with spaces only: replace the tab with spaces"),
+    ("expected <block end>, but found '<block mapping start>'",
+     "; this line's indentation matches no key above it: indent it like the keys beside it"),
+]
+
+
+def _multiline_quoted_before(text: str, index: int) -> yaml.ScalarToken | None:
+    """The last quoted scalar before character ``index`` if it spans lines (a closing quote forgotten)."""
+    last = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= index:
+                break
+            if isinstance(token, yaml.ScalarToken) and token.style in ('"', "'"):
+                last = token if token.start_mark.line < token.end_mark.line else None
+    except yaml.YAMLError:
+        pass
+    return last
 
 
 def _token_before(text: str, index: int) -> yaml.Token | None:

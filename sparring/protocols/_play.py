@@ -118,6 +118,23 @@ def spec_clients(models: dict[str, str]) -> ClientFactory:
     return lambda role, spec: model_client(models[role], **spec.sampling.settings())
 
 
+def check_play(protocol: Protocol, out_dir: Path, overrides: dict[str, Any] | None = None, seed: int = 0,
+               resume: bool = False) -> VariableSampler:
+    """What `play` refuses before it writes anything: a folder holding transcripts without
+    ``resume``, and ``--set`` overrides the protocol cannot take.
+
+    Returns:
+        `VariableSampler`: the episodes' variables, drawn from ``seed`` with the overrides.
+
+    Raises:
+        `ProtocolError`: naming the folder or the ``--set`` value and what to do instead.
+    """
+    path = out_dir / TRANSCRIPTS
+    if path.exists() and path.stat().st_size and not resume:
+        raise ProtocolError(f"{path} already holds transcripts: pass --resume to continue that run, or another --out")
+    return VariableSampler(protocol, overrides, seed)
+
+
 async def play(
     protocol: Protocol,
     games: int,
@@ -155,11 +172,9 @@ async def play(
         `ProtocolError`: the output already holds transcripts and ``resume`` is not set; ``exclude``
             names an unknown variable or leaves too few episodes.
     """
+    sampler = check_play(protocol, out_dir, overrides, seed, resume)
     path = out_dir / TRANSCRIPTS
-    if path.exists() and path.stat().st_size and not resume:
-        raise ProtocolError(f"{path} already holds transcripts: pass --resume to continue that run, or another --out")
     done = completed_ids(path, missing_ok=True) if resume else set()
-    sampler = VariableSampler(protocol, overrides, seed)
     judge = Judge(protocol, allow_hooks)
     clients = clients or spec_clients(models)
     summary = PlaySummary(protocol.name, list(protocol.spec.roles), path=path)

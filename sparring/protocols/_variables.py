@@ -8,6 +8,7 @@ before it; ``unpack`` gives a value's parts as variables of their own, so they a
 from __future__ import annotations
 
 import copy
+import difflib
 import csv
 import json
 import random
@@ -62,8 +63,11 @@ class VariableSampler:
         names = protocol.spec.variable_names
         unknown = set(self._fixed) - set(names)
         if unknown:
-            raise ProtocolError(f"--set {sorted(unknown)[0]}: {protocol.name} has no such variable; "
-                                f"its variables are {sorted(names)}")
+            name = sorted(unknown)[0]
+            close = difflib.get_close_matches(name, names, n=1)
+            raise ProtocolError(f"--set {name}: {protocol.name} has no such variable"
+                                + (f" (did you mean {close[0]!r}?)" if close else "")
+                                + f"; its variables are {sorted(names)}")
         self._variables = [_Variable(protocol, name, load=name not in self._fixed) for name in protocol.spec.variables]
         for variable in self._variables:
             if variable.name in self._fixed:
@@ -263,8 +267,9 @@ def _read_file(path: Path, field: str | None, name: str) -> list[Any]:
         return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if field is None:
         return records
-    missing = next((i for i, r in enumerate(records, 1) if field not in r), None)
+    missing = next((i for i, r in enumerate(records, 1) if not isinstance(r, dict) or field not in r), None)
     if missing is not None:
-        raise VariableError(f"{path}: record {missing} has no field {field!r} (variables.{name}.field)",
-                            ("variables", name, "field"))
+        record = records[missing - 1]
+        has = f"its fields are {sorted(record)}" if isinstance(record, dict) else f"it is {_short(record)}, not a mapping"
+        raise _error(name, "field", f"{path} record {missing} has no field {field!r}; {has}")
     return [r[field] for r in records]
