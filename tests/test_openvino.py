@@ -135,6 +135,35 @@ async def test_a_trained_adapter_matches_transformers_with_the_adapter_merged(tm
     scored = scorer.extend(prompt + result.token_ids)[len(prompt):]
     assert max(abs(s.logprob - lp) for s, lp in zip(scored, result.logprobs)) < LOGPROB_TOLERANCE
 
+    # the base and the adapter, two pipelines, serve requests at once but never compute at once
+    plain, steps = get_engine("hf:smollm2-135m"), []
+    for engine in (plain, adapted):
+        engine._pipe = _TimedSteps(engine._pipe, steps, owner=id(engine))
+    try:
+        replies = await asyncio.gather(*(engine.generate(_prompt(engine, q), SamplingParams(max_tokens=8, seed=i))
+                                         for i, q in enumerate(QUESTIONS[:8]) for engine in (plain, adapted)))
+    finally:
+        for engine in (plain, adapted):
+            engine._pipe = engine._pipe.pipe
+    assert all(reply.token_ids for reply in replies) and {owner for owner, _, _ in steps} == {id(plain), id(adapted)}
+    steps.sort(key=lambda step: step[1])
+    assert all(earlier[2] <= later[1] for earlier, later in zip(steps, steps[1:]))
+
+
+class _TimedSteps:
+    """A pipeline whose `step()` calls are recorded as (owner, start, end)."""
+
+    def __init__(self, pipe, steps: list, owner: int):
+        self.pipe, self._steps, self._owner = pipe, steps, owner
+
+    def step(self):
+        start = time.perf_counter()
+        self.pipe.step()
+        self._steps.append((self._owner, start, time.perf_counter()))
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
 
 def _max_difference(model, prompt: list[int], result) -> float:
     """The largest difference between ``result``'s logprobs and ``model``'s for the same tokens."""
