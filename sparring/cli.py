@@ -316,15 +316,13 @@ def play(
     """
     import asyncio
 
-    from .agents import ModelSpec
     from .protocols import check_play, load_protocol, play as play_protocol, role_models, what_to_fix
     from .tracking import play_metrics, trackers
 
     trackers(report_to)  # a missing tracker package fails here, before any episode
     loaded = load_protocol(protocol)
     models = role_models(loaded, model, _pairs(role, "--role"))
-    for spec in sorted(set(models.values())):
-        ModelSpec.parse(spec)  # a bad spec (or one carrying a key) fails here, before any transcript
+    _check_models(*models.values())
     overrides = {k: _yaml_value(v, f"--set {k}") for k, v in _pairs(set_, "--set").items()}
     check_play(loaded, out, overrides, seed, resume)  # nor is the run_config.yaml of a run in OUT replaced
     _write_config(ctx, out)
@@ -347,6 +345,27 @@ def play(
                         step=0)
     _print_summary(summary)
     _check_errors(summary.errors, summary.games, failures, max_error_share, what_to_fix(loaded, failures))
+
+
+def _check_models(*specs: str) -> None:
+    """Refuse a bad model spec (one carrying a key, an hf: model or adapter not there) before anything is played."""
+    from .agents import ModelSpec
+
+    for spec in sorted(set(specs)):
+        ModelSpec.parse(spec).check_present()
+
+
+def _all_failed(failed: int, total: int, transcripts: Path) -> None:
+    """Exit with code 2 when every episode failed, naming the first error (the rates mean nothing then)."""
+    if not total or failed < total:
+        return
+    from .transcripts import first_error
+
+    first = first_error(transcripts)
+    errors.print(f"error: all {total} episodes failed" + (f"; first error: {first}" if first else "")
+                 + f" (transcripts: {transcripts}). Fix that, then run again with --resume to replay them.",
+                 highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _check_errors(failed: int, played: int, failures: list[str], max_share: float, fix: str) -> None:
@@ -581,7 +600,6 @@ def selfplay(
         concurrency=concurrency, train={k: v for k, v in train.items() if v is not None}, preset=preset,
         bench_tasks=[bench_tasks] if bench_tasks else [], bench_limit=bench_limit,
         bench_include_path=str(bench_include_path) if bench_include_path else None, report_to=report_to)
-    _write_config(ctx, out)
     with _progress() as progress:
         tasks: dict[str, int] = {}
 
@@ -591,8 +609,9 @@ def selfplay(
             else:
                 progress.advance(tasks[stage])
 
-        records = SelfPlay(config, report=_line_printer(progress.console),
-                           on_episode=on_episode).run()
+        runner = SelfPlay(config, report=_line_printer(progress.console), on_episode=on_episode)  # checks the inputs
+        _write_config(ctx, out)
+        records = runner.run()
     console.print(f"run directory: {out} (report: sparring report {out})", highlight=False)
     console.print(final_verdict(records), highlight=False, markup=False, soft_wrap=True)
 
@@ -644,6 +663,7 @@ def eval_winrate_command(
     from .tracking import trackers, winrate_metrics
 
     trackers(report_to)  # a missing tracker package fails here, before any game
+    _check_models(model, opponent)
     _write_config(ctx, out)
     with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
         task = progress.add_task(f"{protocol}: {model} vs {opponent}", total=games)
@@ -664,6 +684,7 @@ def eval_winrate_command(
         roles.add_row(role, str(tally.games), str(tally.wins), str(tally.losses), str(tally.ties), str(tally.errors))
     console.print(roles)
     console.print(f"transcripts: {result.path}\nresult: {out / 'winrate.json'}", highlight=False)
+    _all_failed(total.errors, total.games, result.path)
 
 
 @eval_app.command("qa")
@@ -697,6 +718,7 @@ def _answer(ctx: typer.Context, questions: str, model: str, out: Path, *, debate
     from .tracking import accuracy_metrics, trackers
 
     trackers(report_to)  # a missing tracker package fails here, before any question
+    _check_models(model)
     _write_config(ctx, out)
     with _tracker(report_to, ctx, out) as tracker, _progress() as progress:
         hooks = _bar_hooks(progress, f"answering {questions}" + (f" ({agents} agents x {rounds} rounds)"

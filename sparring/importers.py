@@ -131,6 +131,8 @@ def import_spag(path: Path, out: Path, *, model: str = "gpt-4", overwrite: bool 
     path, out = Path(path), Path(out)
     if not path.is_file():
         raise TranscriptError(f"SPAG game file not found (or not a file): {path}")
+    if out.exists() and out.resolve() == path.resolve():
+        raise TranscriptError(f"--out {out} is the SPAG file being imported: write the transcripts to another file")
     protocol = load_protocol(SPAG_PROTOCOL)
     turns = protocol.spec.schedule.max_messages() // len(SPAG_ROLES)
     records = read_spag_games(path)

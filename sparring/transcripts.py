@@ -268,6 +268,14 @@ def latest_by_id(episodes: Iterable[Episode]) -> dict[str, Episode]:
     return latest
 
 
+def first_error(path: PathLike) -> str | None:
+    """The error of the first episode in ``path`` whose latest record failed, or `None` (also for no file)."""
+    if not Path(path).exists():
+        return None
+    return next((e.error for e in latest_by_id(read_transcripts(path, strict=False)).values() if e.status == "error"),
+                None)
+
+
 def completed_ids(path: PathLike, include_errors: bool = False, missing_ok: bool = False) -> set[str]:
     """Ids that ``--resume`` skips: those whose latest record is ``ok`` (error episodes are replayed).
 

@@ -45,3 +45,30 @@ def test_protocols_show_writes_the_file_unwrapped(name, monkeypatch):
     text = load_protocol(name).text
     assert result.output == text and yaml.safe_load(result.output) == yaml.safe_load(text)
     assert max(len(line) for line in text.splitlines()) > 30  # a line a wrapping console would have broken
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["selfplay", "--model", "hf:smollm2-135"], "model not found: 'smollm2-135' is neither"),
+    (["selfplay", "--model", "hf:smollm2-135m+nowhere/adapter"], "adapter not found: nowhere/adapter"),
+    (["selfplay", "--sft-data", "nowhere.jsonl"], "--sft-data nowhere.jsonl: no such file"),
+    (["selfplay", "--holdout", "targt"], "--holdout targt: adversarial_taboo has no such variable (did you mean "
+                                         "'target'?)"),
+    (["eval", "winrate", "-p", "adversarial_taboo", "-m", "hf:smollm2-135", "--opponent", "hf:smollm2-135m"],
+     "(did you mean 'smollm2-135m'?)"),
+    (["eval", "qa", "-q", "arithmetic:2", "-m", "hf:smollm2-135m+nowhere/adapter"], "adapter not found"),
+])
+def test_a_bad_input_is_refused_before_anything_is_played_or_written(tmp_path, args, says):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code != 0 and says in result.output, result.output
+    assert not out.exists()
+
+
+def test_eval_winrate_fails_when_every_game_failed_and_names_the_first_error(tmp_path):
+    from _servers import free_port
+
+    dead = f"openai:m@http://127.0.0.1:{free_port()}/v1?retries=0&timeout=2"
+    result = CliRunner().invoke(app, ["eval", "winrate", "-p", "adversarial_taboo", "-m", dead, "--opponent", dead,
+                                      "--games", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "error: all 2 episodes failed; first error: " in result.output and "--resume" in result.output

@@ -18,6 +18,7 @@ A spec selects a backend and a model in one string:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -111,6 +112,19 @@ class ModelSpec:
     adapter: str | None = None
     urls: tuple[str, ...] = ()
     query: tuple[tuple[str, str], ...] = ()
+
+    def check_present(self) -> "ModelSpec":
+        """This spec, after refusing an ``hf:`` model or adapter that is not there (nothing is loaded;
+        a served or API model is asked only when played).
+
+        Raises:
+            `BackendError`: naming the model or adapter not found.
+        """
+        if self.scheme == "hf":
+            check_model(self.model)
+            if self.adapter is not None:
+                check_adapter_dir(self.adapter)
+        return self
 
     @classmethod
     def parse(cls, spec: str) -> "ModelSpec":
@@ -248,24 +262,39 @@ def resolve_model_dir(model: str) -> str:
     GGUF files (the default included) are converted once into a safetensors directory in the
     cache, so later loads are fast.
     """
+    check_model(model)
     if model == SMOLLM2_ALIAS:
         return str(_converted(smollm2_gguf, SMOLLM2_ALIAS))
     path = Path(model).expanduser()
     if model.endswith(".gguf"):
-        if not path.is_file():
-            raise BackendError(f"GGUF file not found: {model}")
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
         return str(_converted(lambda: path, f"{path.stem}-{digest}"))
-    if path.exists():
+    return str(path) if path.exists() else model
+
+
+def check_model(model: str) -> None:
+    """Refuse the model part of an ``hf:`` spec that names nothing there, without loading anything.
+
+    Raises:
+        `BackendError`: the alias's package is not installed, the file or directory does not exist
+            or holds no model, or the name is no hub id (``org/name``; a hub id is looked up when loaded).
+    """
+    if model == SMOLLM2_ALIAS:
+        smollm2_gguf()
+        return
+    path = Path(model).expanduser()
+    if model.endswith(".gguf"):
+        if not path.is_file():
+            raise BackendError(f"GGUF file not found: {model}")
+    elif path.exists():
         if not (path / "config.json").is_file():
             raise BackendError(f"{model} is not a transformers model directory (no config.json in it)")
-        return str(path)
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+    elif model.startswith((".", "/", "~")) or model.count("/") != 1:
+        close = difflib.get_close_matches(model, [SMOLLM2_ALIAS], n=1)
         raise BackendError(
             f"model not found: {model!r} is neither an existing directory, a .gguf file, "
-            f"a hub id (org/name) nor the alias {SMOLLM2_ALIAS!r}"
+            f"a hub id (org/name) nor the alias {SMOLLM2_ALIAS!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
         )
-    return model
 
 
 def check_adapter_dir(adapter: str) -> Path:

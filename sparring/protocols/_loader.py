@@ -162,7 +162,7 @@ def _first_problem(error: ValidationError) -> tuple[tuple, str]:
                  + (f"; the keys here are {sorted(known)}" if known else ""))
 
 
-_UNION_BRANCH = regex.compile(r"(literal|list|dict|tuple|set|int|float|str|bool|none|function-[a-z]+|[a-z]+-union)(\[.*\])?")
+_UNION_BRANCH = regex.compile(r"[a-z-]+\[.*\]|int|float|str|bool|none|[a-z]+-union")  # no field has such a name
 
 
 def _field_path(loc: tuple) -> tuple:

@@ -23,11 +23,12 @@ def training_dtype():
 
 
 def require_local_weights(model: str) -> ModelSpec:
-    """The parsed spec of ``model``, which is to be trained: a `TrainingError` unless it is an ``hf:`` spec."""
+    """The parsed spec of ``model``, which is to be trained: a `TrainingError` unless it is an ``hf:`` spec,
+    a `BackendError` if its model or adapter is not there."""
     spec = ModelSpec.parse(model)
     if spec.scheme != "hf":
         raise TrainingError(f"--model {model}: training needs local weights (an hf: spec)")
-    return spec
+    return spec.check_present()
 
 
 def load_for_training(config: TrainConfig):

@@ -22,6 +22,7 @@ an API model.
 from __future__ import annotations
 
 import asyncio
+import difflib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Collection
@@ -36,7 +37,7 @@ from ..runs import (ACCURACY_FILE, ADAPTER_DIR, BASELINE_DIR, BENCH_FILE, DATA_D
                     EpochFile, RunFileError, SelfPlayFile, WinRateFile, epoch_dir, read_json, read_record,
                     write_record)
 from ..tracking import TENSORBOARD_DIR, TRAIN_RUN, epoch_metrics, open_tracker, tensorboard_logging_dir, trackers
-from ..transcripts import latest_by_id, read_transcripts
+from ..transcripts import first_error, latest_by_id, read_transcripts
 from ._config import SelfPlayConfig, TrainConfig, TrainResult, trained_spec
 from ._model import require_local_weights
 from ._presets import imitation_preset, preset_settings
@@ -86,6 +87,15 @@ class SelfPlay:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
         require_local_weights(config.model)  # a bad or untrainable spec fails here, before anything is played
+        if config.sft_data and not Path(config.sft_data).is_file():
+            raise TrainingError(f"--sft-data {config.sft_data}: no such file (a chat or instruction JSONL file)")
+        unknown = sorted(set(config.holdout or ()) - set(self.protocol.spec.variable_names))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], self.protocol.spec.variable_names, n=1)
+            raise TrainingError(f"--holdout {unknown[0]}: {self.protocol.name} has no such variable"
+                                + (f" (did you mean {close[0]!r}?)" if close else "")
+                                + f"; its variables are {sorted(self.protocol.spec.variable_names)}")
+        self._refuse_other_settings()
         if config.bench_tasks:
             require_lm_eval()
         self.trackers = trackers(config.report_to)
@@ -97,8 +107,8 @@ class SelfPlay:
         earlier run finished included) are logged at step = the epoch (the imitation or warm-up stage at 0).
         """
         self.config.out.mkdir(parents=True, exist_ok=True)
-        self._check_settings()
         settings = self.config.to_dict() | {"kind": self.kind}
+        write_record(self.config.out / SETTINGS_FILE, SelfPlayFile, settings)
         with open_tracker(",".join(self.trackers) or "none", self.config.out, config=settings,
                           name=f"selfplay {self.config.out}", step_key="epoch") as tracker:
             self._bench(self.config.out / BASELINE_DIR, self.start, "baseline (the starting model)")
@@ -222,6 +232,10 @@ class SelfPlay:
         self.report(f"epoch {epoch}: {stats['games']} games, {stats['errors']} errors, "
                     f"{stats['decisive_share']:.0%} decided, {stats['rule_break_share']:.0%} by a broken rule, "
                     f"outcomes {dict(stats['reasons'])} ({summary.skipped} already played)")
+        if stats["games"] and stats["errors"] == stats["games"]:  # nothing to train on, nor will later epochs have
+            raise TrainingError(f"epoch {epoch}: all {stats['games']} games failed; first error: "
+                                f"{first_error(folder / TRANSCRIPTS_FILE)}. Fix that, then run the same command "
+                                "again: it replays the failed games")
         return stats
 
     def _gold(self, folder: Path, questions: int, seed: int):
@@ -365,7 +379,8 @@ class SelfPlay:
         if self.on_episode is not None:
             self.on_episode(stage, total)
 
-    def _check_settings(self) -> None:
+    def _refuse_other_settings(self) -> None:
+        """A `TrainingError` if OUT holds a run with other settings (checked before anything is written)."""
         path = self.config.out / SETTINGS_FILE
         settings = self.config.to_dict() | {"kind": self.kind}
         if path.is_file():
@@ -376,7 +391,6 @@ class SelfPlay:
                     f"{self.config.out} holds a self-play run with other settings "
                     f"({', '.join(f'{k}: {before.get(k)!r} there, {settings.get(k)!r} now' for k in changed)}): "
                     "run the same command to resume it, or pass another --out")
-        write_record(path, SelfPlayFile, settings)
 
 
 def final_verdict(records: list[EpochRecord]) -> str:
