@@ -134,6 +134,9 @@ async def test_winrate_counts_both_role_assignments(tmp_path):
                                  clients=_scripted(again))
     assert sum(again.values()) == 2  # only the error episode is replayed (its fresh "B" client says "I win")
     assert (resumed.total.games, resumed.total.wins, resumed.total.losses, resumed.total.errors) == (8, 4, 2, 0)
+    # resuming with another model would count A's games as C's
+    with pytest.raises(ProtocolError, match=r"episode duel-6-\d+ was played by A, not by B or C: resume an "):
+        await eval_winrate(parse_protocol(DUEL), "C", "B", 8, tmp_path, seed=3, resume=True, clients=_scripted(Counter()))
 
 
 async def test_exclude_skips_held_out_values_and_resumes(tmp_path):

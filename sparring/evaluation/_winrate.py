@@ -207,6 +207,8 @@ async def eval_winrate(
     if path.exists() and path.stat().st_size and not resume:
         raise ProtocolError(f"{path} already holds transcripts: pass resume=True (--resume) to continue that "
                             "evaluation, or use another output directory")
+    if resume and path.exists():
+        _refuse_other_models(path, {model, opponent})
     first, rest = roles[0], roles[1:]
     halves = [  # (games, seed, role -> spec, the roles the model plays)
         ((games + 1) // 2, 2 * seed, {first: model, **{r: opponent for r in rest}}, [first]),
@@ -231,6 +233,17 @@ async def eval_winrate(
             result.total.add(episode, model_roles)
     write_record(out_dir / WINRATE_FILE, WinRateFile, result.to_dict())
     return result
+
+
+def _refuse_other_models(path: Path, specs: set[str]) -> None:
+    """A `ProtocolError` if an episode in ``path`` was played by a model other than ``specs``: resuming
+    would count another model's games as these models'."""
+    for episode in latest_by_id(read_transcripts(path, strict=False)).values():
+        others = sorted(set(episode.models.values()) - specs)
+        if others:
+            raise ProtocolError(f"{path}: episode {episode.id} was played by {', '.join(others)}, not by "
+                                f"{' or '.join(sorted(specs))}: resume an evaluation with its own --model and "
+                                "--opponent, or use another output directory")
 
 
 def _played(protocol: Protocol, episode: Episode, names: list[str]) -> list[str]:
