@@ -13,7 +13,6 @@ game only up to its deciding message, as the official code does.
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,8 @@ def read_spag_games(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as error:
             raise TranscriptError(f"{path}:{error.lineno}: not valid JSON ({error.msg}); SPAG's .json game files "
                                   "hold one list of games") from error
+        except RecursionError as error:
+            raise TranscriptError(f"{path}: nested too deeply to be a SPAG game file") from error
         games = data if isinstance(data, list) else [data]
         return [(f"{path}: record {i}", game) for i, game in enumerate(games)]
     records = []
@@ -64,6 +65,8 @@ def read_spag_games(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as error:
             raise TranscriptError(f"{path}:{number}: not valid JSON ({error.msg}); a SPAG .jsonl game file holds "
                                   "one game a line") from error
+        except RecursionError as error:
+            raise TranscriptError(f"{path}:{number}: nested too deeply to be a SPAG game") from error
     return records
 
 
@@ -141,7 +144,7 @@ def import_spag(path: Path, out: Path, *, model: str = "gpt-4", overwrite: bool 
     for place, record in records:
         _check(place, record, turns)
     episodes = [spag_episode(record, f"{path.stem}-{i:06d}", protocol, model) for i, (_, record) in enumerate(records)]
-    staging = out.resolve().with_name(f".{out.name}.{secrets.token_hex(4)}.unjudged")
+    staging = out.resolve().with_name(f".{out.name}.unjudged")  # one name: a run killed before it is removed is replaced
     try:
         staging.parent.mkdir(parents=True, exist_ok=True)
         staging.write_text("".join(e.to_json_line() + "\n" for e in episodes), encoding="utf-8")

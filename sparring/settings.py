@@ -126,8 +126,8 @@ class DataConfig:
                                     "or question/answer).")
     protocol: str | None = setting(None, "The protocol played (default: the built-in the transcripts name; unknown "
                                    "ones get a plain view).")
-    drop_reasons: list[str] | None = setting(None, "An outcome reason never trained on (repeatable; default: the "
-                                             "protocol's training.drop_reasons).")
+    drop_reasons: list[str] | None = setting(None, "An outcome reason never trained on (repeatable; replaces the "
+                                             "protocol's training.drop_reasons, the default).")
     seed: int = setting(0, "Seed of the prompt variation.")
     vary_prompts: bool = setting(True, "spag: vary the rules' wording and dialogue format (SPAG).")
     overwrite: bool = setting(False, "Replace a non-empty output directory.")

@@ -40,6 +40,8 @@ async def test_compare_pairs_the_questions_and_names_the_better_run(tmp_path):
     assert result["p_value"] == pytest.approx(79 / 2048)  # two-sided exact binomial, 10 of 12
     assert result["verdict"].startswith(f"better than {eights} on held-out questions (accuracy 83% vs 17%")
     assert compare_learner_evals(eights, sevens)["verdict"].startswith("worse than")
+    with pytest.raises(ArgumentError, match=r"--role lerner: no episode in .* has that role \(did you mean 'learner'"):
+        compare_learner_evals(sevens, eights, role="lerner")
 
     printed = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "sevens" / "epoch_1"), str(eights)])
     assert printed.exit_code == 0, printed.output

@@ -147,6 +147,10 @@ def test_bad_jsonl_lines_and_existing_output(tmp_path):
     assert out.read_text() == "kept\n"
     assert import_spag(spag_file(tmp_path), out, overwrite=True).games == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["games.json", "games.jsonl", "t.jsonl"]
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(TranscriptError, match="deep.json: nested too deeply to be a SPAG game file"):
+        import_spag(deep, tmp_path / "d.jsonl")
     source = spag_file(tmp_path)
     with pytest.raises(TranscriptError, match="is the SPAG file being imported"):
         import_spag(source, tmp_path / "." / source.name, overwrite=True)

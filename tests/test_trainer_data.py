@@ -174,6 +174,11 @@ def test_imitation_winners_or_roles(tmp_path):
     assert summary.rows == 3 + 2 + 1 + 4 + 2 + 5 + 1
     assert summary.dropped == {"attacker breaks the rules": 1, "error": 1}
     assert {r["role"] for r in jsonl(tmp_path / "r" / "data.jsonl")} == {"attacker"}
+    with pytest.raises(TrainingError, match=r"--roles 'atacker': no episode has it \(did you mean 'attacker'\?\)"):
+        build_dataset("imitation", [path], tmp_path / "typo", roles=["atacker"])
+    with pytest.raises(TrainingError, match=r"--drop-reason 'tye': no episode has it \(did you mean 'tie'\?\)"):
+        build_dataset("spag", [path], tmp_path / "typo", drop_reasons=["tye"])
+    assert not (tmp_path / "typo").exists() or not any((tmp_path / "typo").iterdir())
 
 
 def test_sft_rows_are_mixed_in(tmp_path):

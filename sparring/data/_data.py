@@ -14,6 +14,7 @@ dataset.
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 from collections import Counter
@@ -183,6 +184,14 @@ def read_episodes(transcripts: list[Path], summary: DataSummary) -> list[Episode
     latest = list(latest_by_id(episodes).values())
     summary.episodes = len(latest)
     return latest
+
+
+def _refuse_unknown(option: str, given: set[str], known: set[str]) -> None:
+    """A `TrainingError` for a value of ``option`` that none of the episodes has (a typo, most likely)."""
+    for value in sorted(given - known):
+        close = difflib.get_close_matches(value, sorted(known), n=1)
+        raise TrainingError(f"{option} {value!r}: no episode has it" + (f" (did you mean {close[0]!r}?)" if close else "")
+                            + f"; the episodes have {sorted(known)}")
 
 
 def _imitation(episodes, protocols, drops, roles, vary, rng, summary) -> list[dict]:
@@ -395,11 +404,16 @@ def build_dataset(
     sft = read_sft_data(Path(sft_data)) if sft_data is not None else []
     episodes = read_episodes([Path(p) for p in transcripts], summary)
     protocols = _Protocols(protocol, summary.warnings)
+    found = [protocols.get(e) for e in episodes]
+    defaults = {reason for p in found if p is not None for reason in p.spec.training.drop_reasons}
     if drop_reasons is None:
-        found = [protocols.get(e) for e in episodes]
-        drops = {reason for p in found if p is not None for reason in p.spec.training.drop_reasons}
+        drops = defaults
     else:
         drops = set(drop_reasons)
+        _refuse_unknown("--drop-reason", drops, defaults | {e.outcome.reason for e in episodes if e.outcome})
+    if roles:
+        _refuse_unknown("--roles", set(roles), {m.role for e in episodes for m in e.messages} | {
+            r for p in found if p is not None for r in p.spec.roles})
     episodes = [protocols.until_decided(e) for e in episodes]
     rng = random.Random(seed)
     if kind == "imitation":

@@ -8,7 +8,9 @@ own rule. `learner_alone` builds that one-turn variant of the protocol; `eval_le
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+
 import yaml
 
 from ..errors import ArgumentError, ProtocolError
@@ -84,6 +86,11 @@ def correct_by_question(out_dir: Path, role: str = "learner") -> dict[str, bool]
     Questions are keyed by their text (two runs with other seeds still pair up question by question).
     """
     episodes = latest_by_id(read_transcripts(Path(out_dir) / TRANSCRIPTS, strict=False)).values()
+    played = sorted({name for e in episodes for name in e.models})
+    if played and role not in played:
+        close = difflib.get_close_matches(role, played, n=1)
+        raise ArgumentError(f"--role {role}: no episode in {out_dir} has that role"
+                            + (f" (did you mean {close[0]!r}?)" if close else "") + f"; its roles are {played}")
     return {_question(e.variables.get("item"), e.id): e.outcome.winner == role
             for e in episodes if e.status == "ok" and e.outcome is not None}
 
