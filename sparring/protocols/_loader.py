@@ -261,29 +261,30 @@ _PROBLEM_HINTS = [  # the parser's wording of a common mistake, and what to do a
 def _multiline_quoted_before(text: str, index: int) -> yaml.ScalarToken | None:
     """The last quoted scalar before character ``index`` if it spans lines (a closing quote forgotten)."""
     last = None
-    try:
-        for token in yaml.scan(text, Loader=yaml.SafeLoader):
-            if token.start_mark.index >= index:
-                break
-            if isinstance(token, yaml.ScalarToken) and token.style in ('"', "'"):
-                last = token if token.start_mark.line < token.end_mark.line else None
-    except yaml.YAMLError:
-        pass
+    for token in _tokens_before(text, index):
+        if isinstance(token, yaml.ScalarToken) and token.style in ('"', "'"):
+            last = token if token.start_mark.line < token.end_mark.line else None
     return last
 
 
 def _token_before(text: str, index: int) -> yaml.Token | None:
     """The last YAML token that starts before character ``index`` (None if the scanner cannot reach it)."""
-    last = None
+    skipped = (yaml.KeyToken, yaml.ValueToken, yaml.BlockEndToken)
+    tokens = [token for token in _tokens_before(text, index) if not isinstance(token, skipped)]
+    return tokens[-1] if tokens else None
+
+
+def _tokens_before(text: str, index: int) -> list[yaml.Token]:
+    """The YAML tokens that start before character ``index``, as far as the scanner gets."""
+    tokens = []
     try:
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
             if token.start_mark.index >= index:
                 break
-            if not isinstance(token, (yaml.KeyToken, yaml.ValueToken, yaml.BlockEndToken)):
-                last = token
+            tokens.append(token)
     except yaml.YAMLError:
         pass
-    return last
+    return tokens
 
 
 def _check_nodes(root: yaml.Node, where: str) -> None:
