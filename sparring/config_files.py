@@ -12,13 +12,12 @@ run directory (``run_config.yaml``) can be passed back with ``--config`` to run 
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigFileError
+from .errors import ConfigFileError, did_you_mean
 from .runs import RUN_CONFIG_FILE, write_text
 
 EFFECTIVE_CONFIG = RUN_CONFIG_FILE  # `sparring.runs`
@@ -56,8 +55,7 @@ def normalize(data: Mapping[str, Any], options: Mapping[str, bool], path: Path |
     for key, value in data.items():
         name = by_key.get(str(key).replace("-", "_"))
         if name is None:
-            close = difflib.get_close_matches(str(key).replace("-", "_"), list(by_key), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(str(key).replace("-", "_"), by_key)
             raise ConfigFileError(f"{path}: {key!r} is not an option of this command{hint}; the keys are the "
                                   f"command's options: {', '.join(sorted(by_key))}")
         if options[name]:

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(value: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``known`` to ``value``, or ``""`` if none is close.
+
+    Example:
+        >>> did_you_mean("lerner", ["learner", "partner"]), did_you_mean("x", ["learner"])
+        (" (did you mean 'learner'?)", '')
+    """
+    close = difflib.get_close_matches(value, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class SparringError(Exception):
     """Base class of every error sparring raises on purpose; the CLI prints it on one line."""

@@ -18,7 +18,6 @@ A spec selects a backend and a model in one string:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.util
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
-from ..errors import BackendError
+from ..errors import BackendError, did_you_mean
 
 DEFAULT_MODEL = "hf:smollm2-135m"
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -290,10 +289,9 @@ def check_model(model: str) -> None:
         if not (path / "config.json").is_file():
             raise BackendError(f"{model} is not a transformers model directory (no config.json in it)")
     elif model.startswith((".", "/", "~")) or model.count("/") != 1:
-        close = difflib.get_close_matches(model, [SMOLLM2_ALIAS], n=1)
         raise BackendError(
             f"model not found: {model!r} is neither an existing directory, a .gguf file, "
-            f"a hub id (org/name) nor the alias {SMOLLM2_ALIAS!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            f"a hub id (org/name) nor the alias {SMOLLM2_ALIAS!r}" + did_you_mean(model, [SMOLLM2_ALIAS])
         )
 
 

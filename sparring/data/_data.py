@@ -14,7 +14,6 @@ dataset.
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
 from collections import Counter
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SparringError, TrainingError, TranscriptError
+from ..errors import SparringError, TrainingError, TranscriptError, did_you_mean
 from ..protocols import Judge, Protocol, load_protocol, named_protocol
 from ..protocols._answers import answers_match, extract_answer
 from ..protocols._rejudge import within_schedule
@@ -189,8 +188,7 @@ def read_episodes(transcripts: list[Path], summary: DataSummary) -> list[Episode
 def _refuse_unknown(option: str, given: set[str], known: set[str]) -> None:
     """A `TrainingError` for a value of ``option`` that none of the episodes has (a typo, most likely)."""
     for value in sorted(given - known):
-        close = difflib.get_close_matches(value, sorted(known), n=1)
-        raise TrainingError(f"{option} {value!r}: no episode has it" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise TrainingError(f"{option} {value!r}: no episode has it" + did_you_mean(value, sorted(known))
                             + f"; the episodes have {sorted(known)}")
 
 

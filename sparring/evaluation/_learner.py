@@ -8,12 +8,11 @@ own rule. `learner_alone` builds that one-turn variant of the protocol; `eval_le
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import yaml
 
-from ..errors import ArgumentError, ProtocolError
+from ..errors import ArgumentError, ProtocolError, did_you_mean
 from ..protocols import Protocol, load_protocol, parse_protocol, play
 from ..protocols._episode import ClientFactory
 from ..protocols._debate import variant_text
@@ -88,9 +87,8 @@ def correct_by_question(out_dir: Path, role: str = "learner") -> dict[str, bool]
     episodes = latest_by_id(read_transcripts(Path(out_dir) / TRANSCRIPTS, strict=False)).values()
     played = sorted({name for e in episodes for name in e.models})
     if played and role not in played:
-        close = difflib.get_close_matches(role, played, n=1)
-        raise ArgumentError(f"--role {role}: no episode in {out_dir} has that role"
-                            + (f" (did you mean {close[0]!r}?)" if close else "") + f"; its roles are {played}")
+        raise ArgumentError(f"--role {role}: no episode in {out_dir} has that role" + did_you_mean(role, played)
+                            + f"; its roles are {played}")
     return {_question(e.variables.get("item"), e.id): e.outcome.winner == role
             for e in episodes if e.status == "ok" and e.outcome is not None}
 

@@ -6,6 +6,7 @@ from ._loader import Protocol, builtin_names, load_protocol, named_protocol, par
 from ._play import PlaySummary, check_play, is_protocol_error, play, role_models, too_many_errors, what_to_fix
 from ._rejudge import rejudge
 from ._schema import ProtocolSpec
+from ._variables import check_variable_names
 from ._views import TurnView, episode_views
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "TurnView",
     "builtin_names",
     "check_play",
+    "check_variable_names",
     "episode_views",
     "is_protocol_error",
     "load_protocol",

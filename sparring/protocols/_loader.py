@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import types
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 import regex
 from jinja2 import nodes
 
-from ..errors import ProtocolError, SparringError
+from ..errors import ProtocolError, SparringError, did_you_mean
 from ._expressions import HELPERS, TemplateSyntaxError, compile_expression, filters, parse, tests, undeclared_names
 from ._schema import ProtocolSpec
 from ._seats import SEATS, SeatError, seating
@@ -157,8 +156,7 @@ def _first_problem(error: ValidationError) -> tuple[tuple, str]:
     loc = tuple(unknown[0]["loc"])
     missing = [str(p["loc"][-1]) for p in problems if p["type"] == "missing" and tuple(p["loc"][:-1]) == loc[:-1]]
     known = _keys_at(ProtocolSpec, loc[:-1])
-    close = difflib.get_close_matches(str(loc[-1]), missing or sorted(known or ()), n=1)
-    return loc, (f"unknown key {str(loc[-1])!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return loc, (f"unknown key {str(loc[-1])!r}" + did_you_mean(str(loc[-1]), missing or sorted(known or ()))
                  + (f"; the keys here are {sorted(known)}" if known else ""))
 
 
@@ -522,8 +520,7 @@ def _syntax_problem(message: str) -> str:
         return (f"{message} (a rule must judge the same messages the same way each time, so there is no `random`; "
                 "draw random values as variables)")
     known = sorted(filters() if kind == "filter" else tests())
-    close = difflib.get_close_matches(name, known, n=1)
-    return message + (f" (did you mean {close[0]!r}?)" if close else f"; the {kind}s are {known}")
+    return message + (did_you_mean(name, known) or f"; the {kind}s are {known}")
 
 
 def _constant_results(tree: nodes.Node) -> set[str]:

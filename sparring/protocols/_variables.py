@@ -8,15 +8,14 @@ before it; ``unpack`` gives a value's parts as variables of their own, so they a
 from __future__ import annotations
 
 import copy
-import difflib
 import csv
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ProtocolError, SparringError
+from ..errors import ProtocolError, SparringError, did_you_mean
 from ._expressions import HELPERS, compile_expression, undeclared_names
 from ._questions import load_questions
 from ._seats import SEATS, seating
@@ -60,14 +59,7 @@ class VariableSampler:
     def __init__(self, protocol: "Protocol", overrides: dict[str, Any] | None = None, seed: int = 0):
         self.seed, self._protocol = seed, protocol
         self._fixed = dict(overrides or {})
-        names = protocol.spec.variable_names
-        unknown = set(self._fixed) - set(names)
-        if unknown:
-            name = sorted(unknown)[0]
-            close = difflib.get_close_matches(name, names, n=1)
-            raise ProtocolError(f"--set {name}: {protocol.name} has no such variable"
-                                + (f" (did you mean {close[0]!r}?)" if close else "")
-                                + f"; its variables are {sorted(names)}")
+        check_variable_names(protocol, self._fixed, "--set")
         self._variables = [_Variable(protocol, name, load=name not in self._fixed) for name in protocol.spec.variables]
         for variable in self._variables:
             if variable.name in self._fixed:
@@ -201,6 +193,14 @@ class _Variable:
         if self.spec.unpack and self.spec.k is None:
             for position, value in enumerate(self.pool, 1):
                 self.unpacked(value, f"value {position}")
+
+
+def check_variable_names(protocol: "Protocol", names: Iterable[str], option: str) -> None:
+    """A `ProtocolError` naming ``option`` and the first of ``names`` that is no variable of ``protocol``."""
+    known = protocol.spec.variable_names
+    for name in sorted(set(names) - set(known)):
+        raise ProtocolError(f"{option} {name}: {protocol.name} has no such variable" + did_you_mean(name, known)
+                            + f"; its variables are {sorted(known)}")
 
 
 def _error(name: str, field: str, message: str) -> VariableError:

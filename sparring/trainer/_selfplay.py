@@ -22,7 +22,6 @@ an API model.
 from __future__ import annotations
 
 import asyncio
-import difflib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Collection
@@ -31,7 +30,7 @@ from ..errors import TrainingError
 from ..evaluation._bench import read_bench, require_lm_eval, same_settings
 from ..evaluation._learner import LEARNER_PROMPT, correct_by_question, eval_learner
 from ..evaluation._significance import compare_accuracy, compare_to_baseline
-from ..protocols import Protocol, load_protocol, play
+from ..protocols import Protocol, check_variable_names, load_protocol, play
 from ..runs import (ACCURACY_FILE, ADAPTER_DIR, BASELINE_DIR, BENCH_FILE, DATA_DIR, DATA_SUMMARY_FILE, EPOCH_FILE,
                     EVAL_DIR, GAMES_DIR, SELFPLAY_FILE, TRAINING_LOG_FILE, TRANSCRIPTS_FILE, WINRATE_FILE, AccuracyFile,
                     EpochFile, RunFileError, SelfPlayFile, WinRateFile, epoch_dir, read_json, read_record,
@@ -89,12 +88,7 @@ class SelfPlay:
         require_local_weights(config.model)  # a bad or untrainable spec fails here, before anything is played
         if config.sft_data and not Path(config.sft_data).is_file():
             raise TrainingError(f"--sft-data {config.sft_data}: no such file (a chat or instruction JSONL file)")
-        unknown = sorted(set(config.holdout or ()) - set(self.protocol.spec.variable_names))
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], self.protocol.spec.variable_names, n=1)
-            raise TrainingError(f"--holdout {unknown[0]}: {self.protocol.name} has no such variable"
-                                + (f" (did you mean {close[0]!r}?)" if close else "")
-                                + f"; its variables are {sorted(self.protocol.spec.variable_names)}")
+        check_variable_names(self.protocol, config.holdout or (), "--holdout")
         self._refuse_other_settings()
         if config.bench_tasks:
             require_lm_eval()
