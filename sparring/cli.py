@@ -405,7 +405,9 @@ def judge(
     from .protocols import load_protocol, rejudge
 
     loaded = load_protocol(protocol)
-    summary = rejudge(loaded, transcripts, output, allow_hooks, force=force, overwrite=overwrite)
+    with _progress() as progress:
+        summary = rejudge(loaded, transcripts, output, allow_hooks, force=force, overwrite=overwrite,
+                          **_bar_hooks(progress, f"judging {transcripts.name}"))
     _print_summary(summary)
     notes = []
     if summary.malformed:
@@ -807,7 +809,8 @@ def eval_bench_command(
 def report(
     run_dir: Path = typer.Argument(..., help="A self-play run directory, or any directory with a transcripts.jsonl "
                                    "or bench.json files."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The HTML file (default: RUN_DIR/report.html)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The HTML file, or a directory to write "
+                                          "report.html in (default: RUN_DIR/report.html)."),
 ) -> None:
     """Write a self-contained HTML report (charts, epochs, transcripts) and the charts as PNG files.
 
@@ -820,7 +823,9 @@ def report(
     """
     from .report import build_report
 
-    summary = build_report(run_dir, output or run_dir / "report.html")
+    if output is None or output.is_dir():
+        output = (output or run_dir) / "report.html"
+    summary = build_report(run_dir, output)
     for note in summary.missing:
         errors.print(f"note: {note}", highlight=False, markup=False)
     console.print(f"report: {summary.output}\ncharts (PNG): {summary.png_dir} ({len(summary.png_files)} files)",
@@ -925,7 +930,9 @@ def import_spag_command(
     """
     from .importers import import_spag
 
-    summary = import_spag(file, out, model=model, overwrite=overwrite)
+    with _progress() as progress:
+        summary = import_spag(file, out, model=model, overwrite=overwrite,
+                              **_bar_hooks(progress, f"judging {file.name}'s games"))
     console.print(f"imported {summary.games} SPAG games from {file}", highlight=False)
     _print_summary(summary)
     if summary.capped:

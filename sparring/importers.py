@@ -13,6 +13,7 @@ game only up to its deciding message, as the official code does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,14 @@ def read_spag_games(path: Path) -> list[tuple[str, Any]]:
     return records
 
 
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words: ``a string``, ``an integer``, ``null``..."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
 def _check(place: str, record: Any, turns: int) -> None:
     """Raise `TranscriptError` naming ``place`` unless ``record`` is a SPAG game of ``turns`` turns each."""
 
@@ -78,19 +87,22 @@ def _check(place: str, record: Any, turns: int) -> None:
                               f"'content': TEXT}}, ...], 'target_word': WORD, 'max_turns': {turns}}}")
 
     if not isinstance(record, dict):
-        fail(f"a JSON {type(record).__name__}, not an object")
-    for name, kind in (("history", list), ("target_word", str), ("max_turns", int)):
+        fail(f"{_json_kind(record)}, not an object")
+    for name, kind, expected in (("history", list, "a list"), ("target_word", str, "a string"),
+                                 ("max_turns", int, "an integer")):
         if name not in record:
             fail(f"no {name!r}")
         if not isinstance(record[name], kind) or isinstance(record[name], bool):
-            fail(f"{name!r} is a {type(record[name]).__name__}, not a {kind.__name__}")
+            fail(f"{name!r} is {_json_kind(record[name])}, not {expected}")
     if not record["target_word"].strip():
         fail("'target_word' is blank")
     if record["max_turns"] != turns:
         fail(f"'max_turns' is {record['max_turns']}: {SPAG_PROTOCOL} plays (and judges) {turns} turns each")
     for i, message in enumerate(record["history"]):
-        if not isinstance(message, dict) or message.get("role") not in SPAG_ROLES:
-            fail(f"history[{i}] has no role 'attacker' or 'defender'")
+        if not isinstance(message, dict):
+            fail(f"history[{i}] is {_json_kind(message)}, not an object")
+        if message.get("role") not in SPAG_ROLES:
+            fail(f"history[{i}] has role {message.get('role')!r}, not 'attacker' or 'defender'")
         if not isinstance(message.get("content"), str):
             fail(f"history[{i}] has no string 'content'")
 
@@ -104,7 +116,9 @@ def spag_episode(record: dict, episode_id: str, protocol: Protocol, model: str) 
                    messages=messages)
 
 
-def import_spag(path: Path, out: Path, *, model: str = "gpt-4", overwrite: bool = False) -> RejudgeSummary:
+def import_spag(path: Path, out: Path, *, model: str = "gpt-4", overwrite: bool = False,
+                on_start: Callable[[int], None] | None = None,
+                on_episode: Callable[[Episode], None] | None = None) -> RejudgeSummary:
     """Import a SPAG game file as ``adversarial_taboo_spag`` transcripts, judged by the official rules.
 
     Every record is read and checked before anything is written; the transcripts are then written
@@ -116,6 +130,7 @@ def import_spag(path: Path, out: Path, *, model: str = "gpt-4", overwrite: bool 
         out (`Path`): the transcripts ``.jsonl`` to write.
         model (`str`, defaults to ``"gpt-4"``): the model that played, logged as both roles' model.
         overwrite (`bool`, defaults to False): replace an ``out`` that already holds data.
+        on_start, on_episode: progress hooks, as `rejudge` takes them.
 
     Returns:
         `RejudgeSummary`: the outcomes counted; ``capped`` counts games longer than 10 messages
@@ -148,7 +163,7 @@ def import_spag(path: Path, out: Path, *, model: str = "gpt-4", overwrite: bool 
     try:
         staging.parent.mkdir(parents=True, exist_ok=True)
         staging.write_text("".join(e.to_json_line() + "\n" for e in episodes), encoding="utf-8")
-        return rejudge(protocol, staging, out, overwrite=overwrite)
+        return rejudge(protocol, staging, out, overwrite=overwrite, on_start=on_start, on_episode=on_episode)
     except OSError as error:
         raise TranscriptError(f"cannot write {out}: {error}") from error
     finally:

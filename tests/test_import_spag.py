@@ -109,14 +109,15 @@ def test_imported_rows_get_spags_query_by_default(tmp_path):
 @pytest.mark.parametrize("content, where", [
     ('[{"history": [], "max_turns": 5}]', "games.json: record 0: no 'target_word'"),
     ('[{"history": [], "target_word": "a", "max_turns": 5}, {"history": "hi", "target_word": "b", "max_turns": 5}]',
-     "games.json: record 1: 'history' is a str, not a list"),
+     "games.json: record 1: 'history' is a string, not a list"),
     ('[{"history": [{"role": "judge", "content": "x"}], "target_word": "a", "max_turns": 5}]',
-     "games.json: record 0: history[0] has no role 'attacker' or 'defender'"),
+     "games.json: record 0: history[0] has role 'judge', not 'attacker' or 'defender'"),
+    ('[{"history": ["hi"], "target_word": "a", "max_turns": 5}]', "games.json: record 0: history[0] is a string, not an object"),
     ('[{"history": [{"role": "attacker", "content": 3}], "target_word": "a", "max_turns": 5}]',
      "games.json: record 0: history[0] has no string 'content'"),
     ('[{"history": [], "target_word": "a", "max_turns": 4}]', "games.json: record 0: 'max_turns' is 4"),
-    ('[{"history": [], "target_word": "a", "max_turns": "5"}]', "games.json: record 0: 'max_turns' is a str"),
-    ('[3]', "games.json: record 0: a JSON int, not an object"),
+    ('[{"history": [], "target_word": "a", "max_turns": "5"}]', "games.json: record 0: 'max_turns' is a string, not an integer"),
+    ('[3]', "games.json: record 0: an integer, not an object"),
     ('[\n{"history": [],\n oops}]', "games.json:3: not valid JSON"),
     ('[]', "games.json: holds no games"),
 ])
@@ -199,3 +200,14 @@ def test_selfplay_imitation_imports_spag_files_and_keeps_transcripts(tmp_path):
     for path in paths:
         assert [(e.outcome.winner, e.outcome.reason) for e in read_transcripts(path)] == \
             [(o.winner, o.reason) for o in OUTCOMES]
+
+
+def test_building_data_from_a_spag_file_says_to_import_it(tmp_path):
+    with pytest.raises(TranscriptError, match="reads as a SPAG game file: import it first"):
+        build_dataset("imitation", [spag_file(tmp_path)], tmp_path / "d")
+
+
+def test_import_reports_progress(tmp_path):
+    started, judged = [], []
+    summary = import_spag(spag_file(tmp_path), tmp_path / "t.jsonl", on_start=started.append, on_episode=judged.append)
+    assert started == [summary.games] and [e.id for e in judged] == [e.id for e in read_transcripts(tmp_path / "t.jsonl")]

@@ -141,6 +141,7 @@ async def test_a_judge_that_never_gives_a_verdict_fails_its_episode_with_its_rep
     assert summary.errors == 1 and summary.games == 2  # the run went on
     assert failed.status == "error" and failed.outcome is None
     assert "no valid verdict in 3 replies" in failed.error and "judge.llm" in failed.error
+    assert "--role judge=SPEC" in failed.error  # what to do about it
     judged = [m for m in failed.messages if m.role == "judge"]
     assert [m.content for m in judged] == bad and [m.judged.attempt for m in judged] == [1, 2, 3]
     assert all(m.judged.error for m in judged) and "'dogs'" in judged[1].judged.error

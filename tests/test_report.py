@@ -383,3 +383,18 @@ def test_malformed_files_are_noted_not_fatal(tmp_path):
         assert expected in notes, notes
     assert summary.charts == ["loss"] and summary.episodes == 0
     assert "no decisive games: no training data" in summary.output.read_text()
+
+
+def test_unreadable_transcripts_are_an_error_and_a_directory_output_gets_report_html(tmp_path):
+    runner = CliRunner()
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "transcripts.jsonl").write_text("not json\n")
+    result = runner.invoke(app, ["report", str(tmp_path / "garbage")])
+    assert result.exit_code == 1 and "no readable episode" in result.output
+    assert not (tmp_path / "garbage" / "report.html").exists()
+    (tmp_path / "started").mkdir()
+    (tmp_path / "started" / "transcripts.jsonl").write_text("")  # a play not yet started: an empty report
+    (tmp_path / "reports").mkdir()
+    result = runner.invoke(app, ["report", str(tmp_path / "started"), "-o", str(tmp_path / "reports")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "report.html").is_file() and (tmp_path / "reports" / "report_files").is_dir()

@@ -172,9 +172,13 @@ def read_episodes(transcripts: list[Path], summary: DataSummary) -> list[Episode
         found = list(reader)
         if not found:
             if reader.skipped:
+                from ..importers import is_spag_file
+
                 first = reader.skipped[0]
-                raise TranscriptError(f"{path}:{first.line}: no readable episode in the file ({first.reason}); "
-                                      "is it a sparring transcripts.jsonl?")
+                hint = (f"it reads as a SPAG game file: import it first (`sparring import spag {path} -o "
+                        f"{path.with_suffix('')}-transcripts.jsonl`) and build from the transcripts"
+                        if is_spag_file(path) else "is it a sparring transcripts.jsonl?")
+                raise TranscriptError(f"{path}:{first.line}: no readable episode in the file ({first.reason}); {hint}")
             raise TranscriptError(f"{path}: the transcript file is empty: play episodes into it first")
         episodes += found
         skipped += len(reader.skipped)

@@ -201,7 +201,9 @@ class Judge:
                 continue
             record({**message, "judged": {"attempt": attempt, "verdict": verdict.name, "scores": verdict.scores}})
             return verdict
-        raise JudgeError(f"{where}: no valid verdict in {len(failures)} replies; the last: {failures[-1]}")
+        raise JudgeError(f"{where}: no valid verdict in {len(failures)} replies; the last: {failures[-1]} (the judge's "
+                         f"model did not follow the reply format: explain it in judge.llm.prompt, raise "
+                         f"judge.llm.retries, or give the judge a stronger model with --role {llm.role}=SPEC)")
 
     def rewards(self, outcome: Outcome, variables: dict[str, Any], messages: Sequence[Mapping] = ()) -> dict[str, float]:
         """Each role's reward: the protocol's expressions (given ``winner``, ``reason``, the LLM judge's

@@ -12,13 +12,13 @@ import contextlib
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from ..errors import JudgeError, SparringError, TranscriptError
-from ..transcripts import ProtocolRef, latest_by_id, read_transcripts
+from ..transcripts import Episode, ProtocolRef, latest_by_id, read_transcripts
 from ._judges import Judge
 from ._loader import Protocol
 from ._play import PlaySummary, error_line
@@ -52,6 +52,8 @@ def rejudge(
     allow_hooks: bool = False,
     force: bool = False,
     overwrite: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> RejudgeSummary:
     """Judge every episode of ``source`` again; write them with their new outcomes to ``out``.
 
@@ -72,6 +74,8 @@ def rejudge(
         allow_hooks (`bool`, defaults to False): run the protocol's Python hook.
         force (`bool`, defaults to False): judge records of other protocols too.
         overwrite (`bool`, defaults to False): replace an ``out`` that already holds data.
+        on_start (`Callable[[int], None] | None`): called with the number of episodes to judge, once read.
+        on_episode (`Callable[[Episode], None] | None`): called with each episode once judged (a progress bar).
 
     Returns:
         `RejudgeSummary`: the outcomes, and what was dropped, capped or failed.
@@ -104,6 +108,8 @@ def rejudge(
                              malformed=len(reader.skipped), duplicates=len(records) - len(episodes))
     ref = ProtocolRef(name=protocol.name, hash=protocol.hash)
     cap = protocol.spec.schedule.max_messages()
+    if on_start is not None:
+        on_start(len(episodes))
     with _replace_atomically(Path(out)) if out is not None else contextlib.nullcontext() as file:
         for episode in episodes.values():
             if episode.status == "ok":
@@ -123,6 +129,8 @@ def rejudge(
             summary.add(episode)
             if file is not None:
                 file.write((episode.to_json_line() + "\n").encode("utf-8"))
+            if on_episode is not None:
+                on_episode(episode)
     return summary
 
 

@@ -243,6 +243,10 @@ def load_run(path: Path) -> Run:
         raise ReportError(f"{path} holds neither epoch_K/ folders, a {TRANSCRIPTS} nor a bench.json: point `sparring "
                           "report` at the --out directory of `sparring selfplay`, `sparring play` or `sparring eval`")
     group = Group("run", None, path, games=_episodes(path / TRANSCRIPTS, missing, path))
+    if not group.games and not benches and _has_lines(path / TRANSCRIPTS):
+        raise ReportError(f"{path / TRANSCRIPTS}: no readable episode ({'; '.join(missing)}): it holds no sparring "
+                          "transcripts; point `sparring report` at the --out directory of `sparring play`, "
+                          "`sparring eval` or `sparring selfplay`")
     _evaluation(group, path, missing, path)
     group.stats = PlayStats.of(group.games)
     return Run(path, "play", settings, [group], missing, benches)
@@ -345,6 +349,15 @@ def _record(file: Path, record: type[Record], missing: list[str], root: Path) ->
     except RunFileError as error:
         missing.append(f"{error}; the rest of it is shown")
     return {key: value for key, value in data.items() if key != "schema"}
+
+
+def _has_lines(file: Path) -> bool:
+    """Whether ``file`` holds anything but blank space (an empty transcripts file is a run not yet started)."""
+    try:
+        with file.open("rb") as f:
+            return any(line.strip() for line in f)
+    except OSError:
+        return True  # unreadable: `_episodes` has said why
 
 
 def _episodes(file: Path, missing: list[str], root: Path) -> list[Episode]:
