@@ -131,6 +131,19 @@ def test_bad_settings_name_the_option():
         SelfPlay(SelfPlayConfig(protocol="adversarial_taboo", model="openai:base@http://127.0.0.1:9/v1", out=Path("x")))
 
 
+def test_bad_sft_data_and_missing_imitation_files_are_refused_before_anything_is_written(tmp_path):
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+                   '{"foo": 1}\n')
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="sft.jsonl:2: an SFT row needs `messages`"):
+        SelfPlay(SelfPlayConfig(protocol="adversarial_taboo_spag", model="hf:smollm2-135m", out=out, sft_data=str(sft)))
+    with pytest.raises(TrainingError, match="--imitation gpt4.json: no such file"):
+        SelfPlay(SelfPlayConfig(protocol="adversarial_taboo_spag", model="hf:smollm2-135m", out=out,
+                                imitation=["gpt4.json"]))
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_saie_loop_trains_the_learner_and_scores_held_out_questions(tmp_path):
     out = tmp_path / "saie"

@@ -86,8 +86,13 @@ class SelfPlay:
             raise TrainingError(f"SPAG self-play needs a game of two or more roles; {self.protocol.name} has {roles}")
         self.start = config.model
         require_local_weights(config.model)  # a bad or untrainable spec fails here, before anything is played
-        if config.sft_data and not Path(config.sft_data).is_file():
-            raise TrainingError(f"--sft-data {config.sft_data}: no such file (a chat or instruction JSONL file)")
+        if config.sft_data:
+            from ..data._sft_data import read_sft_data
+
+            read_sft_data(Path(config.sft_data))  # every row checked before anything is played
+        for given in config.imitation:
+            if not Path(given).is_file():
+                raise TrainingError(f"--imitation {given}: no such file (a SPAG game file, or sparring transcripts)")
         check_variable_names(self.protocol, config.holdout or (), "--holdout")
         self._refuse_other_settings()
         if config.bench_tasks:
