@@ -22,6 +22,8 @@ an API model.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Collection
@@ -444,12 +446,32 @@ def trained_already(output: Path) -> bool:
 
 
 def train_step(config: TrainConfig, tensorboard: Path | None = None) -> TrainResult:
-    """`train` ``config``; with ``tensorboard``, TensorBoard-bound training logs go to that directory."""
+    """`train` ``config``; with ``tensorboard``, TensorBoard-bound training logs go to that directory.
+    The memory training freed goes back to the system afterwards (`return_freed_memory`)."""
     from ._train import train
 
     logged = tensorboard is not None and {"tensorboard", "all"} & set(config.report_destinations())
-    with tensorboard_logging_dir(tensorboard) if logged else nullcontext():
-        return train(config)
+    try:
+        with tensorboard_logging_dir(tensorboard) if logged else nullcontext():
+            return train(config)
+    finally:
+        return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """Collect garbage, then hand the heap memory freed back to the system (glibc's ``malloc_trim``).
+
+    glibc keeps freed memory for the process's later mallocs, and OpenVINO, which plays the next
+    games, allocates its own way: without this, the ~9.5 GB a SmolLM2-135M training step leaves
+    freed stays in the run's memory through the evaluation beside two engines (measured: 9.48 GB
+    resident after training and gc, 0.53 GB after the trim). A no-op where the C library is no glibc.
+    """
+    gc.collect()
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # macOS, musl, Windows: nothing to trim
+        return
+    trim(0)
 
 
 def _why_no_data(data) -> str:
