@@ -71,12 +71,15 @@ def read_spag_games(path: Path) -> list[tuple[str, Any]]:
     return records
 
 
+_JSON_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+               dict: "an object"}
+
+
 def _json_kind(value: Any) -> str:
     """What a JSON value is, in words: ``a string``, ``an integer``, ``null``..."""
     if value is None:
         return "null"
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
-    return kinds.get(type(value), f"a {type(value).__name__}")
+    return _JSON_KINDS.get(type(value), f"a {type(value).__name__}")
 
 
 def _check(place: str, record: Any, turns: int) -> None:
@@ -88,12 +91,11 @@ def _check(place: str, record: Any, turns: int) -> None:
 
     if not isinstance(record, dict):
         fail(f"{_json_kind(record)}, not an object")
-    for name, kind, expected in (("history", list, "a list"), ("target_word", str, "a string"),
-                                 ("max_turns", int, "an integer")):
+    for name, kind in (("history", list), ("target_word", str), ("max_turns", int)):
         if name not in record:
             fail(f"no {name!r}")
         if not isinstance(record[name], kind) or isinstance(record[name], bool):
-            fail(f"{name!r} is {_json_kind(record[name])}, not {expected}")
+            fail(f"{name!r} is {_json_kind(record[name])}, not {_JSON_KINDS[kind]}")
     if not record["target_word"].strip():
         fail("'target_word' is blank")
     if record["max_turns"] != turns:
