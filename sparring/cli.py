@@ -809,8 +809,8 @@ def eval_bench_command(
 def report(
     run_dir: Path = typer.Argument(..., help="A self-play run directory, or any directory with a transcripts.jsonl "
                                    "or bench.json files."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The HTML file, or a directory to write "
-                                          "report.html in (default: RUN_DIR/report.html)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The HTML file (FILE.html), or a folder to "
+                                          "write report.html in, made if missing (default: RUN_DIR/report.html)."),
 ) -> None:
     """Write a self-contained HTML report (charts, epochs, transcripts) and the charts as PNG files.
 
@@ -823,8 +823,8 @@ def report(
     """
     from .report import build_report
 
-    if output is None or output.is_dir():
-        output = (output or run_dir) / "report.html"
+    if output is None or output.is_dir() or output.suffix.lower() not in (".html", ".htm"):
+        output = (output or run_dir) / "report.html"  # a folder, made below if missing
     summary = build_report(run_dir, output)
     for note in summary.missing:
         errors.print(f"note: {note}", highlight=False, markup=False)

@@ -398,3 +398,6 @@ def test_unreadable_transcripts_are_an_error_and_a_directory_output_gets_report_
     result = runner.invoke(app, ["report", str(tmp_path / "started"), "-o", str(tmp_path / "reports")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reports" / "report.html").is_file() and (tmp_path / "reports" / "report_files").is_dir()
+    result = runner.invoke(app, ["report", str(tmp_path / "started"), "-o", str(tmp_path / "new" / "folder")])
+    assert result.exit_code == 0, result.output  # a path that is not FILE.html is a folder, made when missing
+    assert (tmp_path / "new" / "folder" / "report.html").is_file()
