@@ -212,8 +212,9 @@ class SelfPlay:
             return False
         from ..agents.engine import release_engines
 
-        # the model that played is done with: free its engine for training; the next model gets its own
-        release_engines(keep=[self.start] + ([self.config.partner] if self.config.partner else []))
+        # every engine goes before training: each holds a KV cache grown to its budget (a quarter of
+        # the memory on CPU) that training needs; the start model loads again in seconds to evaluate
+        release_engines()
         record.train = self._train(folder / DATA_DIR, record.model, folder / ADAPTER_DIR, train_kind, settings)
         record.trained = True
         record.next_model = trained_spec(record.model, (folder / ADAPTER_DIR).resolve(), bool(record.train["full"]))

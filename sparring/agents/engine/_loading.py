@@ -122,7 +122,7 @@ def release_engines(keep: Iterable[str] = ()) -> None:
     """Close every loaded engine but those of the ``keep`` specs, so that their memory can go.
 
     A long run (self-play) loads a new model every epoch; each engine holds its weights and a
-    KV cache of fixed size, so the models a run is done with must be let go.
+    KV cache that grows up to its budget, so the models a run is done with must be let go.
     """
     kept = {str(ModelSpec.parse(spec)) for spec in keep}
     with _lock:
