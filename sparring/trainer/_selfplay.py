@@ -212,8 +212,8 @@ class SelfPlay:
             return False
         from ..agents.engine import release_engines
 
-        # every engine goes before training: each holds a KV cache grown to its budget (a quarter of
-        # the memory on CPU) that training needs; the start model loads again in seconds to evaluate
+        # every engine goes before training: each holds a KV cache grown to its budget (`kv_cache_gb`)
+        # that training needs; the start model loads again in seconds to evaluate
         release_engines()
         record.train = self._train(folder / DATA_DIR, record.model, folder / ADAPTER_DIR, train_kind, settings)
         record.trained = True
