@@ -7,7 +7,6 @@ import gc
 import os
 import threading
 from pathlib import Path
-from typing import Iterable
 
 from ...errors import BackendError
 from ._transformers import Engine
@@ -118,15 +117,15 @@ def get_engine(spec: str, max_batch: int = 64) -> BaseEngine:
         return _engines[key]
 
 
-def release_engines(keep: Iterable[str] = ()) -> None:
-    """Close every loaded engine but those of the ``keep`` specs, so that their memory can go.
+def release_engines() -> None:
+    """Close every loaded engine, so that its memory can go; the next `get_engine` loads again.
 
     A long run (self-play) loads a new model every epoch; each engine holds its weights and a
     KV cache that grows up to its budget, so the models a run is done with must be let go.
     """
-    kept = {str(ModelSpec.parse(spec)) for spec in keep}
     with _lock:
-        released = [_engines.pop(key) for key in list(_engines) if key not in kept]
+        released = list(_engines.values())
+        _engines.clear()
     for engine in released:
         engine.close()
     if released:
