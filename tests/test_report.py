@@ -22,6 +22,7 @@ from sparring.cli import app
 from sparring.evaluation import Tally, WinRate, compare_to_baseline, wilson_interval
 from sparring.protocols import load_protocol, parse_protocol, play
 from sparring.report import ReportError, build_report
+from sparring.report._data import PlayStats, playing_seconds
 from sparring.transcripts import Episode, Outcome, ProtocolRef, TranscriptMessage, TranscriptWriter, read_transcripts
 
 MODEL = "hf:smollm2-135m"
@@ -401,3 +402,14 @@ def test_unreadable_transcripts_are_an_error_and_a_directory_output_gets_report_
     result = runner.invoke(app, ["report", str(tmp_path / "started"), "-o", str(tmp_path / "new" / "folder")])
     assert result.exit_code == 0, result.output  # a path that is not FILE.html is a folder, made when missing
     assert (tmp_path / "new" / "folder" / "report.html").is_file()
+
+
+def test_playing_time_leaves_out_the_gap_of_a_stop_and_resume():
+    """A run stopped and resumed an hour later: its speed is over the time games were in flight."""
+    games = [_episode(f"g-{i}", {"target": "pear"}, [("attacker", "a"), ("defender", "b")], None, "tie") for i in range(4)]
+    for game, (start, seconds) in zip(games, [(0.0, 10.0), (2.0, 3.0), (3600.0, 4.0), (3602.0, 6.0)]):
+        game.timings = {"started": 1_700_000_000.0 + start, "seconds": seconds}
+    stats = PlayStats.of(games)
+    assert stats.seconds == pytest.approx(10.0 + 8.0)  # not the 3,608 s from the first start to the last end
+    assert stats.episodes_per_minute == pytest.approx(60 * 4 / 18.0)
+    assert playing_seconds([]) == 0.0

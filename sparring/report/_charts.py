@@ -205,7 +205,7 @@ def loss(groups: list[Group]) -> Figure | None:
         return fig
 
 
-TRAINING_METRICS = [("kl", "KL to the reference (logp - ref)"), ("ratio", "ratio exp(logp - ref)"),
+TRAINING_METRICS = [("kl", "KL to the reference"), ("ratio", "ratio exp(logp - ref)"),
                     ("clipped", "share of samples clipped"), ("grad_norm", "gradient norm")]
 """The SPAG trainer's logged metrics drawn by `training_metrics` (key in the log, axis label)."""
 
@@ -222,10 +222,14 @@ def training_metrics(groups: list[Group]) -> Figure | None:
             for g, points in series[key]:
                 steps, values = zip(*points)
                 colour = PALETTE[groups.index(g) % len(PALETTE)]
-                ax.plot(steps, values, "o-" if len(steps) < 30 else "-", color=colour, ms=3, lw=1.4, label=g.label)
-            ax.set_title(_label(label, 34), fontsize=9.5)
+                ax.plot(steps, values, "o-" if len(steps) < 30 else "-", color=colour, ms=3, lw=1.4, label=g.label,
+                        clip_on=False)
+            ax.set_title(_label(label, 26), fontsize=9.5)  # longer titles run into the next panel's
             ax.set_xlabel("step")
+            if key == "clipped":
+                ax.set_ylim(bottom=0)  # a share: nothing clipped is the floor, not the middle of the axis
         axes[0].legend(fontsize=8)
+        fig.subplots_adjust(wspace=0.4)  # room for each panel's tick labels
         return fig
 
 

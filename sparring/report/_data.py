@@ -70,10 +70,10 @@ class PlayStats:
         return statistics.fmean(self.turns) if self.turns else 0.0
 
     @classmethod
-    def of(cls, episodes: list[Episode], recorded: dict[str, Any] | None = None) -> PlayStats:
-        """Counted from the transcripts; speed from ``recorded`` (``epoch.json``'s ``play``) where it says."""
+    def of(cls, episodes: list[Episode]) -> PlayStats:
+        """Counted from the transcripts; the time is that of `playing_seconds`."""
         stats = cls()
-        starts, ends = [], []
+        intervals = []
         for episode in episodes:
             stats.games += 1
             stats.turns.append(sum(m.role not in _PROMPT_ROLES for m in episode.messages))
@@ -82,21 +82,29 @@ class PlayStats:
             stats.tokens.append(tokens)
             stats.completion_tokens += tokens
             if "started" in episode.timings:
-                starts.append(episode.timings["started"])
-                ends.append(episode.timings["started"] + episode.timings.get("seconds", 0.0))
+                start = episode.timings["started"]
+                intervals.append((start, start + episode.timings.get("seconds", 0.0)))
             if episode.status != "ok" or episode.outcome is None:
                 stats.errors += 1
                 continue
             stats.reasons[episode.outcome.reason] += 1
             if episode.outcome.winner is not None:
                 stats.wins[episode.outcome.winner] += 1
-        stats.seconds = max(ends) - min(starts) if starts else 0.0
-        recorded = recorded or {}
-        seconds, tokens = recorded.get("seconds"), recorded.get("completion_tokens")
-        if isinstance(seconds, (int, float)) and seconds > 0:  # the run's own clock, covering gaps between episodes
-            stats.seconds = float(seconds)
-            stats.completion_tokens = int(tokens) if isinstance(tokens, (int, float)) else stats.completion_tokens
+        stats.seconds = playing_seconds(intervals)
         return stats
+
+
+def playing_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The time during which at least one episode was being played, from their (start, end) times.
+
+    A run stopped and resumed later plays in spells; the time between them is not playing time,
+    so speeds measured over it would be too low.
+    """
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        total += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return total
 
 
 @dataclass
@@ -263,7 +271,7 @@ def _epoch(number: int, folder: Path, missing: list[str], root: Path) -> Group:
         group.games = _episodes(folder / GAMES_DIR / TRANSCRIPTS, missing, root)
     elif number > 0 and not ("play" in info and info["play"] is None):  # play None: an epoch that plays no games (gold-sft)
         missing.append(f"{where}: no {GAMES_DIR}/{TRANSCRIPTS} (no games played yet)")
-    group.stats = PlayStats.of(group.games, info.get("play") if isinstance(info.get("play"), dict) else None)
+    group.stats = PlayStats.of(group.games)
     group.training_log = _json(folder / ADAPTER_DIR / TRAINING_LOG_FILE, missing, root, list)
     if group.training_log is None and not (folder / ADAPTER_DIR / TRAINING_LOG_FILE).exists():
         why = "not trained (its note says why)" if info.get("trained") is False else "not trained yet"
